@@ -1,0 +1,215 @@
+"""The source contract: what the metrics need of the platform's tables, and a check of a real database
+against it (metrics.md, "The platform's data").
+
+The check only reads the catalog and, for the status values, the incidents table; it never creates
+or changes anything. It reports in one list:
+
+* error: a missing table or column, or a column of a type the SQL cannot use, or status values that
+  are a known status in another spelling (the metrics would silently miss them);
+* warning: something that works but is probably not what the platform means;
+* suggestion: an index the refresh wants, with the statement to create it without blocking writes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from . import db
+
+KNOWN_STATUSES = ("investigating", "mitigating", "resolved", "closed")
+TEXT = ("text", "character varying", "character")
+TIMESTAMPTZ = ("timestamp with time zone",)
+ANY = ()
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    types: tuple[str, ...]
+    used_for: str
+
+
+@dataclass(frozen=True)
+class WantedIndex:
+    table: str
+    name: str
+    definition: str
+    leading_column: str
+    why: str
+
+
+CONTRACT: dict[str, tuple[Column, ...]] = {
+    "incidents": (
+        Column("incident_id", ANY, "current_flow"),
+        Column("alertname", TEXT, "alertname_null_rate, current_flow"),
+        Column("status", TEXT, "incidents_stuck, type4_count, current_flow, daily status counts"),
+        Column("notification_type", TEXT, "type4_count"),
+        Column("outcome", ("jsonb", "json"), "execution_success_today"),
+        Column("created_at", TIMESTAMPTZ, "every incident window and the daily rollup"),
+    ),
+    "knowledge_entries": (
+        Column("id", ANY, "the table's key"),
+        Column("embedding", ANY, "km_unvectorized_count, km_vectorized_rate"),
+        Column("created_at", TIMESTAMPTZ, "flywheel_conversions_today and the daily rollup"),
+    ),
+    "auto_repair_executions": (
+        Column("id", ANY, "the table's key"),
+        Column("success", ("boolean",), "execution_success_rate"),
+        Column("created_at", TIMESTAMPTZ, "execution_success_rate's windows and the daily rollup"),
+    ),
+}
+
+WANTED_INDEXES = (
+    WantedIndex("incidents", "incidents_created_at", "(created_at)", "created_at",
+                "today_processed, count_1h and execution_success_today read only their window"),
+    WantedIndex("incidents", "incidents_active", "(status, created_at) WHERE status IN ('investigating', 'mitigating')",
+                "status", "incidents_stuck, type4_count and current_flow read only the active incidents"),
+    WantedIndex("auto_repair_executions", "auto_repair_executions_created_at", "(created_at)", "created_at",
+                "execution_success_rate reads only the last 7 days"),
+    WantedIndex("knowledge_entries", "knowledge_entries_created_at", "(created_at)", "created_at",
+                "flywheel_conversions_today reads only today"),
+)
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: str  # error, warning, suggestion
+    subject: str
+    message: str
+    statement: str | None = None
+
+
+@dataclass
+class Report:
+    source_schema: str
+    database: str
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not any(finding.level == "error" for finding in self.findings)
+
+    def count(self, level: str) -> int:
+        return sum(finding.level == level for finding in self.findings)
+
+    def as_dict(self) -> dict:
+        return {"source_schema": self.source_schema, "database": self.database, "ok": self.ok,
+                "findings": [asdict(finding) for finding in self.findings]}
+
+
+def check(engine: Engine, source_schema: str | None = None) -> Report:
+    with db.connect(engine) as connection:
+        schema = source_schema or _configured_schema(connection)
+        report = Report(schema, db.mask(engine.url))
+        if connection.execute(sa.text("select to_regnamespace(:s)"), {"s": _quote(connection, schema)}).scalar() is None:
+            report.findings.append(Finding("error", schema, f"schema {schema} does not exist; pass --source-schema "
+                                                            "or set the source_schema setting"))
+            return report
+        columns = _columns(connection, schema)
+        for table, wanted in CONTRACT.items():
+            report.findings.extend(_check_table(table, wanted, columns.get(table)))
+        if {"status"} <= set(columns.get("incidents", {})):
+            report.findings.extend(_check_statuses(connection, schema))
+        report.findings.extend(_check_indexes(connection, schema, columns))
+        return report
+
+
+def _quote(connection: Connection, name: str) -> str:
+    return connection.dialect.identifier_preparer.quote_identifier(name)
+
+
+def _configured_schema(connection: Connection) -> str:
+    if connection.execute(sa.text("select to_regclass('flywheel.settings')")).scalar() is None:
+        return "public"
+    return connection.execute(sa.text("select flywheel.setting('source_schema') #>> '{}'")).scalar() or "public"
+
+
+def _columns(connection: Connection, schema: str) -> dict[str, dict[str, str]]:
+    rows = connection.execute(sa.text(
+        "select table_name, column_name, data_type from information_schema.columns"
+        " where table_schema = :schema and table_name = any(:tables)"
+    ), {"schema": schema, "tables": list(CONTRACT)})
+    found: dict[str, dict[str, str]] = {}
+    for table, column, data_type in rows:
+        found.setdefault(table, {})[column] = data_type
+    return found
+
+
+def _check_table(table: str, wanted: tuple[Column, ...], present: dict[str, str] | None) -> list[Finding]:
+    if present is None:
+        return [Finding("error", table, f"table {table} is missing (or not visible to this user)")]
+    findings = []
+    for column in wanted:
+        subject = f"{table}.{column.name}"
+        actual = present.get(column.name)
+        if actual is None:
+            findings.append(Finding("error", subject, f"column is missing; it feeds {column.used_for}"))
+        elif column.types and actual not in column.types:
+            if column.types == TIMESTAMPTZ and actual == "timestamp without time zone":
+                findings.append(Finding("warning", subject,
+                                        "is timestamp without time zone: read as the server's TimeZone, so "
+                                        "'today' and the windows shift if that is not UTC-consistent"))
+            else:
+                findings.append(Finding("error", subject,
+                                        f"has type {actual}; expected {' or '.join(column.types)} ({column.used_for})"))
+    return findings
+
+
+def _check_statuses(connection: Connection, schema: str) -> list[Finding]:
+    rows = connection.execute(sa.text(
+        f"select status, count(*) from {_quote(connection, schema)}.incidents"
+        " where status is null or status <> all(:known) group by status order by count(*) desc"
+    ), {"known": list(KNOWN_STATUSES)})
+    findings = []
+    for status, count in rows:
+        if status is None:
+            findings.append(Finding("warning", "incidents.status",
+                                    f"NULL in {count:,} rows: they count as no status (status_other)"))
+        elif status.strip().lower() in KNOWN_STATUSES:
+            findings.append(Finding("error", "incidents.status",
+                                    f"{status!r} in {count:,} rows is not a status the metrics know; statuses are "
+                                    f"compared exactly, lowercase: {status.strip().lower()!r}"))
+        else:
+            findings.append(Finding("warning", "incidents.status",
+                                    f"{status!r} in {count:,} rows is not one of {', '.join(KNOWN_STATUSES)}: "
+                                    "those incidents count as neither active nor stuck"))
+    return findings
+
+
+def _check_indexes(connection: Connection, schema: str, columns: dict[str, dict[str, str]]) -> list[Finding]:
+    leading = connection.execute(sa.text(
+        "select t.relname, a.attname from pg_index i"
+        " join pg_class t on t.oid = i.indrelid"
+        " join pg_namespace n on n.oid = t.relnamespace"
+        " join pg_attribute a on a.attrelid = t.oid and a.attnum = i.indkey[0]"
+        " where n.nspname = :schema and i.indisvalid"
+    ), {"schema": schema}).all()
+    indexed = {(table, column) for table, column in leading}
+    findings = []
+    for wanted in WANTED_INDEXES:
+        if wanted.leading_column not in columns.get(wanted.table, {}) or (wanted.table, wanted.leading_column) in indexed:
+            continue
+        statement = (f"CREATE INDEX CONCURRENTLY {wanted.name} ON "
+                     f"{_quote(connection, schema)}.{wanted.table} {wanted.definition};")
+        findings.append(Finding("suggestion", f"{wanted.table} {wanted.definition.split(' WHERE')[0]}",
+                                f"no index starts with {wanted.leading_column}: each refresh scans the whole "
+                                f"table where {wanted.why}", statement))
+    return findings
+
+
+LABELS = {"error": "ERROR", "warning": "WARNING", "suggestion": "SUGGEST"}
+
+
+def render(report: Report) -> str:
+    lines = [f"Source contract of schema {report.source_schema} in {report.database}"]
+    for finding in report.findings:
+        lines.append(f"  {LABELS[finding.level]:<8} {finding.subject}: {finding.message}")
+        if finding.statement:
+            lines.append(f"           run: {finding.statement}")
+    verdict = "Contract holds" if report.ok else "Contract BROKEN"
+    lines.append(f"{verdict}: {report.count('error')} errors, {report.count('warning')} warnings, "
+                 f"{report.count('suggestion')} suggestions.")
+    return "\n".join(lines)

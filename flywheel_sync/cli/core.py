@@ -1,0 +1,213 @@
+"""Commands of the core: migrate, downgrade, check, settings, refresh, summary, generate."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import click
+
+from .. import check as contract
+from .. import generate as sample
+from .. import migrate as migrations
+from .. import refresh as refreshing
+from .. import settings as configuration
+from .. import summary as results
+from .options import as_json, database_url, echo_json, echo_table, engine_for, with_engine
+
+
+@click.command()
+@click.option("--sql", "offline", is_flag=True,
+              help="Print the SQL instead of running it (alembic's offline mode), for a DBA to review.")
+@click.option("--revision", default="head", show_default=True, help="Revision to upgrade to.")
+@click.option("--from", "start", metavar="REVISION",
+              help="With --sql: the revision the database is at now (default: nothing installed).")
+@database_url
+def migrate(database_url: str | None, offline: bool, revision: str, start: str | None) -> None:
+    """Install or upgrade schema flywheel (alembic upgrade).
+
+    Creates schema flywheel, its tables, views and functions, and the roles flywheel_reader and
+    flywheel_refresher when they are absent. Never touches the platform's own tables.
+
+    \b
+    Example:
+        flywheel-sync migrate
+        flywheel-sync migrate --sql > flywheel.sql     # review, then psql -f flywheel.sql
+    """
+    if offline:
+        click.echo(migrations.upgrade_sql(revision, start), nl=False)
+        return
+    with engine_for(database_url) as engine:
+        before = migrations.current_revision(engine)
+        migrations.upgrade(engine, revision)
+        after = migrations.current_revision(engine)
+    if before == after:
+        click.echo(f"schema flywheel is already at revision {after}")
+    else:
+        click.echo(f"schema flywheel upgraded from {before or 'nothing'} to revision {after}")
+
+
+@click.command()
+@click.argument("revision")
+@with_engine
+def downgrade(engine, revision: str) -> None:
+    """Go back to REVISION; `base` removes everything of flywheel-sync.
+
+    Downgrading to base drops schema flywheel (snapshots and logs included) and the two roles where
+    no other database still uses them. The platform's tables are never touched.
+
+    \b
+    Example:
+        flywheel-sync downgrade base
+    """
+    before = migrations.current_revision(engine)
+    migrations.downgrade(engine, revision)
+    after = migrations.current_revision(engine)
+    click.echo(f"schema flywheel downgraded from {before or 'nothing'} to {after or 'nothing (removed)'}")
+
+
+@click.command()
+@click.option("--source-schema", metavar="SCHEMA",
+              help="Schema of the platform's tables [default: the source_schema setting, else public].")
+@as_json
+@with_engine
+def check(engine, source_schema: str | None, as_json: bool) -> None:
+    """Check the platform's tables against the source contract.
+
+    Lists every missing table or column, every column of an unusable type, status values the metrics
+    do not know (with row counts), and the indexes the refresh wants, with the CREATE INDEX
+    CONCURRENTLY statement to run. Exits 1 when the contract is broken, 0 otherwise (suggestions and
+    warnings do not fail it).
+
+    \b
+    Example:
+        flywheel-sync check --source-schema platform
+    """
+    report = contract.check(engine, source_schema)
+    if as_json:
+        echo_json(report.as_dict())
+    else:
+        click.echo(contract.render(report))
+    if not report.ok:
+        raise click.exceptions.Exit(1)
+
+
+@click.group(invoke_without_command=True)
+@as_json
+@database_url
+@click.pass_context
+def settings(context: click.Context, database_url: str | None, as_json: bool) -> None:
+    """List the settings (or change one with `settings set`).
+
+    Settings live in the table flywheel.settings; a change takes effect at the next refresh.
+
+    \b
+    Example:
+        flywheel-sync settings
+        flywheel-sync settings set timezone Europe/Berlin
+    """
+    if context.invoked_subcommand is not None:
+        return
+    with engine_for(database_url) as engine:
+        rows = configuration.list_settings(engine)
+    if as_json:
+        echo_json({row.key: row.value for row in rows})
+        return
+    echo_table(["key", "value", "description"],
+               [[row.key, configuration.display(row.value), row.description] for row in rows])
+
+
+@settings.command("set")
+@click.argument("key")
+@click.argument("value")
+@with_engine
+def settings_set(engine, key: str, value: str) -> None:
+    """Set KEY to VALUE (JSON, or plain text for strings).
+
+    A bad value is refused, and the setting keeps its old one.
+
+    \b
+    Example:
+        flywheel-sync settings set min_sample 20
+        flywheel-sync settings set stuck_after "12 hours"
+        flywheel-sync settings set mcp_providers '["k8s", "ssh"]'
+    """
+    changed = configuration.set_setting(engine, key, value)
+    click.echo(f"{changed.key} = {configuration.display(changed.value)} (takes effect at the next refresh)")
+
+
+@click.command()
+@click.option("--as-of", type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M:%S%z"]),
+              help="The metrics' clock, e.g. 2026-11-28T16:30:00+08:00 [default: now]. For back-fills and tests.")
+@as_json
+@with_engine
+def refresh(engine, as_of: datetime | None, as_json: bool) -> None:
+    """Recompute every metric (calls flywheel.refresh()).
+
+    One refresh runs at a time: a second one waits up to the refresh_lock_wait setting, then fails.
+    Readers are never blocked. Prints what each step did and how long it took; every run is also
+    recorded in flywheel.refresh_log.
+
+    \b
+    Example:
+        flywheel-sync refresh
+        */1 * * * *  flywheel-sync refresh --json >> /var/log/flywheel-refresh.log
+    """
+    result = refreshing.refresh(engine, as_of)
+    if as_json:
+        echo_json(result.raw)
+        return
+    echo_table(["step", "rows", "ms"], [[step.name, step.rows, f"{step.ms:.1f}"] for step in result.steps],
+               right_align={1, 2})
+    click.echo(f"refresh {result.refresh_id} ok in {result.total_ms:.1f} ms; metrics as of {result.computed_at}")
+
+
+@click.command()
+@click.option("--json", "shape", flag_value="summary", help="Print the Summary JSON (the old /api/v1/stats/summary).")
+@click.option("--flywheel", "shape", flag_value="flywheel", help="Print the Flywheel JSON (the old /api/v1/stats/flywheel).")
+@click.option("--prometheus", "shape", flag_value="prometheus", help="Print the Prometheus text exposition.")
+@click.option("--with-timestamps", is_flag=True, help="With --prometheus: give each sample the refresh time.")
+@with_engine
+def summary(engine, shape: str | None, with_timestamps: bool) -> None:
+    """Show the metrics of the last refresh, each with its target.
+
+    \b
+    Example:
+        flywheel-sync summary
+        flywheel-sync summary --json | jq .execution_success_rate
+        flywheel-sync summary --prometheus
+    """
+    if shape == "summary":
+        echo_json(results.summary_json(engine))
+    elif shape == "flywheel":
+        echo_json(results.flywheel_json(engine))
+    elif shape == "prometheus":
+        click.echo(results.prometheus_text(engine, with_timestamps), nl=False)
+    else:
+        click.echo(results.render(results.summary_json(engine), results.targets(engine)))
+
+
+@click.command()
+@click.option("--size", type=click.Choice(list(sample.SIZES)), default="demo", show_default=True,
+              help="How much: demo (weeks, thousands of rows), S (100k incidents), M (1M), L (10M).")
+@click.option("--source-schema", default="public", show_default=True, help="Schema to create the tables in.")
+@click.option("--seed", type=float, default=0.42, show_default=True, help="Seed of random(): same seed, same data.")
+@with_engine
+def generate(engine, size: str, source_schema: str, seed: float) -> None:
+    """Create the reference platform tables and fill them with sample data.
+
+    For demos and benchmarks only: it appends rows to incidents, auto_repair_executions and
+    knowledge_entries in SOURCE_SCHEMA (creating the tables when absent). Never point it at the
+    platform's real database.
+
+    \b
+    Example:
+        flywheel-sync generate --size S --source-schema bench
+    """
+    chosen = sample.SIZES[size]
+    total = chosen.incidents + chosen.executions + chosen.knowledge_entries
+    with click.progressbar(length=total, label=f"generating {size}", show_pos=True) as bar:
+        added = sample.generate(engine, chosen, source_schema, seed, progress=bar.update)
+    click.echo(", ".join(f"{rows:,} {table}" for table, rows in added.items()) + f" added to {source_schema}")
+
+
+COMMANDS = (migrate, downgrade, check, settings, refresh, summary, generate)

@@ -1,0 +1,77 @@
+"""Commands for trying flywheel-sync on one machine: demo and embedded."""
+
+from __future__ import annotations
+
+import click
+
+from .. import demo as demonstration
+from .. import embedded as servers
+from .options import database_url, redis_url
+
+
+@click.command()
+@database_url
+@redis_url
+def demo(database_url: str | None, redis_url: str | None) -> None:
+    """Run the whole flywheel on sample data, starting servers if none are given.
+
+    Without FLYWHEEL_DATABASE_URL / FLYWHEEL_REDIS_URL, starts an embedded PostgreSQL and Redis under
+    .flywheel/ here. Then creates database flywheel_demo with the reference platform tables, fills
+    them with weeks of sample data, migrates, refreshes and prints the summary.
+
+    \b
+    Example:
+        flywheel-sync demo
+    """
+
+    def progress(total: int, label: str):
+        bar = click.progressbar(length=total, label=label, show_pos=True)
+        bar.__enter__()
+
+        def update(rows: int) -> None:
+            bar.update(rows)
+            if bar.pos >= total:
+                bar.__exit__(None, None, None)
+
+        return update
+
+    demo_url = demonstration.run(database_url, redis_url, click.echo, progress)
+    click.echo(demonstration.next_steps(demo_url))
+
+
+@click.group()
+def embedded() -> None:
+    """Start, stop or show the embedded PostgreSQL and Redis of the demo (under .flywheel/)."""
+
+
+@embedded.command()
+def start() -> None:
+    """Start both servers (no-op for one already running) and print their URLs as shell exports.
+
+    \b
+    Example:
+        eval "$(flywheel-sync embedded start)"
+    """
+    postgres = servers.start_postgres(demonstration.HOME / "postgres")
+    redis = servers.start_redis(demonstration.HOME / "redis")
+    click.echo(f"export FLYWHEEL_DATABASE_URL='{postgres.url}'")
+    click.echo(f"export FLYWHEEL_REDIS_URL='{redis.url}'")
+
+
+@embedded.command()
+def stop() -> None:
+    """Stop both servers (their data stays under .flywheel/)."""
+    for name in ("postgres", "redis"):
+        stopped = servers.stop(demonstration.HOME / name)
+        click.echo(f"{name}: {'stopped' if stopped else 'was not running'}")
+
+
+@embedded.command()
+def status() -> None:
+    """Say which embedded servers run, and where."""
+    for name in ("postgres", "redis"):
+        server = servers.status(demonstration.HOME / name)
+        click.echo(f"{name}: {server.url + ' (pid ' + str(server.pid) + ')' if server else 'not running'}")
+
+
+COMMANDS = (demo, embedded)

@@ -1,0 +1,95 @@
+"""Connecting to PostgreSQL: URLs, engines, and the one-line errors a user sees when it fails."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+
+from .errors import DatabaseUnavailable, NotMigrated
+
+DATABASE_URL_ENV = "FLYWHEEL_DATABASE_URL"
+REDIS_URL_ENV = "FLYWHEEL_REDIS_URL"
+
+
+def parse_url(url: str | None) -> URL:
+    """A SQLAlchemy URL for psycopg 3 from a ``postgresql://`` or ``postgresql+psycopg://`` URL."""
+    if not url:
+        raise DatabaseUnavailable(
+            f"no database given: set {DATABASE_URL_ENV} or pass --database-url "
+            "(for a local try-out, `make demo` starts one)"
+        )
+    try:
+        parsed = make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise DatabaseUnavailable(
+            f"{DATABASE_URL_ENV} is not a database URL ({exc}); expected postgresql://user:password@host:5432/dbname"
+        ) from exc
+    if parsed.get_backend_name() not in ("postgresql", "postgres"):
+        raise DatabaseUnavailable(
+            f"{mask(parsed)} is not a PostgreSQL URL; expected postgresql://user:password@host:5432/dbname"
+        )
+    return parsed.set(drivername="postgresql+psycopg")
+
+
+def mask(url: URL | str) -> str:
+    """The URL as it may be shown to a user: password replaced by ***."""
+    parsed = make_url(url) if isinstance(url, str) else url
+    return parsed.set(drivername=parsed.get_backend_name()).render_as_string(hide_password=True)
+
+
+def libpq_url(url: URL | str) -> str:
+    """The URL in libpq's own form (what psql and psycopg.connect take)."""
+    parsed = parse_url(str(url) if isinstance(url, URL) else url)
+    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def create_engine(url: str | URL, **options) -> Engine:
+    parsed = parse_url(url.render_as_string(hide_password=False) if isinstance(url, URL) else url)
+    connect_args = {"connect_timeout": 10, "application_name": "flywheel-sync"}
+    connect_args.update(options.pop("connect_args", {}))
+    return sa.create_engine(parsed, connect_args=connect_args, pool_pre_ping=True, **options)
+
+
+def unavailable(url: URL | str, exc: BaseException) -> DatabaseUnavailable:
+    """The one-line error for a database that cannot be reached or dropped the connection."""
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    detail = reason[0] if reason else type(exc).__name__
+    return DatabaseUnavailable(
+        f"cannot reach the database at {mask(url)}: {detail}. "
+        f"Check that the server is up and the URL is right ({DATABASE_URL_ENV} or --database-url)."
+    )
+
+
+@contextlib.contextmanager
+def connect(engine: Engine) -> Iterator[Connection]:
+    """A connection in a transaction, committed at the end; connection failures become one line."""
+    try:
+        with engine.begin() as connection:
+            yield connection
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        if _is_connection_failure(exc):
+            raise unavailable(engine.url, exc) from exc
+        raise
+    except sa.exc.DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise unavailable(engine.url, exc) from exc
+        raise
+
+
+def _is_connection_failure(exc: sa.exc.DBAPIError) -> bool:
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    # Class 08 is "connection exception"; 57P0x is the server shutting down under us. Errors without
+    # a SQLSTATE were raised by the client: no connection could be made at all.
+    return sqlstate is None or sqlstate.startswith("08") or sqlstate.startswith("57P0")
+
+
+def require_schema(connection: Connection) -> None:
+    """Raise NotMigrated unless schema flywheel exists here."""
+    present = connection.execute(sa.text("select to_regnamespace('flywheel') is not null")).scalar_one()
+    if not present:
+        raise NotMigrated(
+            f"schema flywheel does not exist in {mask(connection.engine.url)}: run `flywheel-sync migrate` first"
+        )

@@ -1,0 +1,100 @@
+"""`make demo`: from nothing to computed metrics on one machine.
+
+Uses the servers in FLYWHEEL_DATABASE_URL / FLYWHEEL_REDIS_URL when set, else starts embedded ones
+under .flywheel/ in the current folder. The demo's data goes into a database of its own,
+flywheel_demo, on that server, so a URL to a real platform database is never written to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from . import db, embedded, generate, migrate, refresh, summary
+
+DEMO_DATABASE = "flywheel_demo"
+DEMO_MARKER = "flywheel-sync demo data: safe to drop"
+HOME = Path(".flywheel")
+
+
+@dataclass(frozen=True)
+class DemoServers:
+    database_url: str
+    redis_url: str
+    embedded: bool
+
+
+def servers(database_url: str | None, redis_url: str | None) -> DemoServers:
+    """The servers to use: the given URLs, or embedded servers started under .flywheel/."""
+    started = False
+    if not database_url:
+        database_url = embedded.start_postgres(HOME / "postgres").url
+        started = True
+    if not redis_url:
+        redis_url = embedded.start_redis(HOME / "redis").url
+        started = True
+    return DemoServers(database_url, redis_url, started)
+
+
+def recreate_demo_database(server_url: str) -> str:
+    """Create flywheel_demo on the server of ``server_url`` (dropping an earlier demo's); its URL."""
+    demo_url = db.parse_url(server_url).set(database=DEMO_DATABASE)
+    admin = db.create_engine(db.parse_url(server_url), isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    try:
+        with db.connect(admin) as connection:
+            marker = connection.execute(sa.text(
+                "select shobj_description(oid, 'pg_database') from pg_database where datname = :name"
+            ), {"name": DEMO_DATABASE}).one_or_none()
+            if marker is not None and marker[0] != DEMO_MARKER:
+                raise db.DatabaseUnavailable(
+                    f"database {DEMO_DATABASE} exists on {db.mask(admin.url)} and was not made by the demo; "
+                    "drop or rename it, or point FLYWHEEL_DATABASE_URL at another server"
+                )
+            if marker is not None:
+                connection.execute(sa.text(f"drop database {DEMO_DATABASE} with (force)"))
+            connection.execute(sa.text(f"create database {DEMO_DATABASE}"))
+            connection.execute(sa.text(f"comment on database {DEMO_DATABASE} is '{DEMO_MARKER}'"))
+    finally:
+        admin.dispose()
+    return demo_url.render_as_string(hide_password=False)
+
+
+def run(database_url: str | None, redis_url: str | None, say: Callable[[str], None],
+        progress: Callable[[int, str], Callable[[int], None]]) -> str:
+    """Run the whole demo; return the demo database's URL."""
+    chosen = servers(database_url, redis_url)
+    say(f"PostgreSQL: {db.mask(chosen.database_url)}")
+    say(f"Redis:      {chosen.redis_url}")
+    demo_url = recreate_demo_database(chosen.database_url)
+    engine = db.create_engine(demo_url)
+    try:
+        size = generate.SIZES["demo"]
+        update = progress(size.incidents + size.executions + size.knowledge_entries, "sample data")
+        generate.generate(engine, size, progress=update)
+        migrate.upgrade(engine)
+        say("schema flywheel migrated to revision " + str(migrate.current_revision(engine)))
+        result = refresh.refresh(engine)
+        say(f"refreshed in {result.total_ms:.0f} ms")
+        say("")
+        say(summary.render(summary.summary_json(engine), summary.targets(engine)))
+    finally:
+        engine.dispose()
+    return demo_url
+
+
+def next_steps(demo_url: str) -> str:
+    url = make_url(demo_url)
+    return "\n".join([
+        "",
+        "Try it yourself:",
+        f"  psql '{db.libpq_url(demo_url)}' -c '\\d+ flywheel.*'",
+        f"  export FLYWHEEL_DATABASE_URL='{db.libpq_url(demo_url)}'",
+        "  .venv/bin/flywheel-sync summary --flywheel",
+        "Grafana: docs/grafana.md; its PostgreSQL datasource takes "
+        f"host {url.host}:{url.port}, database {url.database}, user postgres (no password).",
+        "Stop the embedded servers with: make stop",
+    ])

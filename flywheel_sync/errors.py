@@ -1,0 +1,41 @@
+"""The errors a user can act on.
+
+Each is a ``click.ClickException``: the CLI prints its one-line message (no traceback) and exits 1.
+The library raises them too, so any caller gets the same message.
+"""
+
+from __future__ import annotations
+
+import click
+
+
+class FlywheelError(click.ClickException):
+    """Base of every error whose message tells the user what to do."""
+
+
+class DatabaseUnavailable(FlywheelError):
+    """The database URL is missing, or the server cannot be reached with it."""
+
+
+class NotMigrated(FlywheelError):
+    """Schema ``flywheel`` is missing or older than this version of flywheel-sync."""
+
+
+class NotRefreshed(FlywheelError):
+    """The metrics have never been computed in this database."""
+
+
+class RefreshBusy(FlywheelError):
+    """Another refresh held the lock for longer than this one would wait."""
+
+
+class RefreshFailed(FlywheelError):
+    """The refresh ran but failed; the failure is recorded in ``flywheel.refresh_log``."""
+
+
+class InvalidSetting(FlywheelError):
+    """A setting's key is unknown or its value was refused."""
+
+
+class SourceContractBroken(FlywheelError):
+    """The platform's tables do not hold what the metrics need (see ``flywheel-sync check``)."""

@@ -1,0 +1,119 @@
+"""The replaceable objects (views and functions) of schema flywheel, and which version of each a
+migration leaves in place.
+
+Every view and function is a file ``sql/<group>/<name>_vNN.sql`` (scenic's scheme): a changed object
+gets a new file and the old one stays, so a downgrade can put the old definition back. The highest
+version of each file is the current definition. Each file's first ``-- drop:`` line says how to remove
+the object, so that a migration can remove an older version it did not write.
+
+A *release* is the ordered list of (object, version) pairs in force after one migration. A migration
+that changes any view or function adds a release below and calls :func:`replace`: it drops the
+previous release's objects (in reverse order, so dependants go first) and creates its own (in order),
+which makes the end state of every upgrade path exactly the files the release names, whatever
+revision it started from.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from alembic import op
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import ClauseElement, Executable
+
+from .paths import SQL_DIR
+
+Release = tuple[tuple[str, int], ...]
+
+RELEASES: dict[str, Release] = {
+    "0001": (
+        # Formatting helper: every JSON function prints times with it.
+        ("iso8601", 1),
+        # Reads one setting; the refresh, the JSON functions and the settings trigger use it.
+        ("setting", 1),
+        # Validates flywheel.settings rows; needs flywheel.setting for nothing, but the trigger must
+        # exist before anyone edits settings.
+        ("validate_setting", 1),
+        # The latest snapshot as one row; everything below reads it.
+        ("summary", 1),
+        ("summary_targets", 1),
+        ("summary_json", 1),
+        ("flywheel_json", 1),
+        ("prometheus_text", 1),
+        # Writes snapshots, rollups and the current flow; last of the functions, first to be dropped.
+        ("refresh", 1),
+        # Grants on everything above, so it comes last.
+        ("grants", 1),
+    ),
+}
+
+_DROP_LINE = re.compile(r"^--\s*drop:\s*(?P<statement>.+?)\s*$", re.MULTILINE)
+
+
+def sql_file(name: str, version: int) -> Path:
+    matches = sorted(SQL_DIR.glob(f"*/{name}_v{version:02d}.sql"))
+    if len(matches) != 1:
+        raise FileNotFoundError(f"expected one file sql/*/{name}_v{version:02d}.sql, found {len(matches)}")
+    return matches[0]
+
+
+def definition(name: str, version: int) -> str:
+    return sql_file(name, version).read_text()
+
+
+def drop_statement(name: str, version: int) -> str | None:
+    """The file's ``-- drop:`` statement; None for files with nothing to drop (grants)."""
+    match = _DROP_LINE.search(definition(name, version))
+    if match is None:
+        raise ValueError(f"{sql_file(name, version)} has no '-- drop:' line")
+    statement = match["statement"]
+    return None if statement.lower() in ("none", "nothing") else statement
+
+
+def current_versions() -> dict[str, int]:
+    """The highest version of every object file in sql/: what the newest release must name."""
+    versions: dict[str, int] = {}
+    for path in SQL_DIR.glob("*/*_v[0-9][0-9].sql"):
+        name, _, number = path.stem.rpartition("_v")
+        versions[name] = max(versions.get(name, 0), int(number))
+    return versions
+
+
+def execute(sql: str) -> None:
+    # A file is handed to the server as it is: no bind parameters (':name'), no '%' placeholders.
+    op.execute(_Verbatim(sql), execution_options={"no_parameters": True})
+
+
+def create(release: str) -> None:
+    for name, version in RELEASES[release]:
+        execute(definition(name, version))
+
+
+def drop(release: str) -> None:
+    for name, version in reversed(RELEASES[release]):
+        statement = drop_statement(name, version)
+        if statement:
+            execute(statement)
+
+
+def replace(old: str | None, new: str | None) -> None:
+    """Move the objects from release ``old`` to release ``new`` (either may be None: nothing)."""
+    if old is not None:
+        drop(old)
+    if new is not None:
+        create(new)
+
+
+class _Verbatim(Executable, ClauseElement):
+    """A SQL string executed and printed exactly as written."""
+
+    inherit_cache = False
+
+    def __init__(self, sql: str) -> None:
+        self.sql = sql
+
+
+@compiles(_Verbatim)
+def _compile_verbatim(element: _Verbatim, compiler, **kw) -> str:
+    return element.sql

@@ -1,0 +1,151 @@
+"""One way to get real servers for every test: PostgreSQL and Redis, embedded by default.
+
+FLYWHEEL_TEST_DATABASE_URL points the tests at a PostgreSQL server instead (a URL whose user may
+create databases); FLYWHEEL_TEST_REDIS_URL at a Redis server. Either way the tests only touch what
+they create: databases named flywheel_test_*, dropped at the end, and Redis keys under a random
+prefix of each test, deleted afterwards. Nothing is ever flushed.
+
+Each test that needs a migrated database gets its own, cloned from a template migrated once per
+session (CREATE DATABASE ... TEMPLATE), so tests can commit, run concurrently and break things.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+import sqlalchemy as sa
+
+from flywheel_sync import db, embedded, generate, migrate
+
+TEST_DATABASE_ENV = "FLYWHEEL_TEST_DATABASE_URL"
+TEST_REDIS_ENV = "FLYWHEEL_TEST_REDIS_URL"
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url(tmp_path_factory) -> Iterator[str]:
+    """A URL of a PostgreSQL server on which the tests may create databases."""
+    external = os.environ.get(TEST_DATABASE_ENV)
+    if external:
+        yield external
+        return
+    folder = tmp_path_factory.mktemp("postgres")
+    server = embedded.start_postgres(folder)
+    yield server.url
+    embedded.stop(folder)
+
+
+class Databases:
+    """Creates databases named flywheel_test_* on the test server, and drops exactly those."""
+
+    def __init__(self, server_url: str) -> None:
+        self.server_url = server_url
+        self.admin = db.create_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+        self.created: list[str] = []
+
+    def url(self, name: str) -> str:
+        return db.parse_url(self.server_url).set(database=name).render_as_string(hide_password=False)
+
+    def create(self, template: str | None = None) -> str:
+        name = f"flywheel_test_{uuid.uuid4().hex[:12]}"
+        with self.admin.connect() as connection:
+            suffix = f" template {template}" if template else ""
+            connection.execute(sa.text(f"create database {name}{suffix}"))
+        self.created.append(name)
+        return name
+
+    def drop_all(self) -> None:
+        with self.admin.connect() as connection:
+            for name in reversed(self.created):
+                connection.execute(sa.text(f"drop database if exists {name} with (force)"))
+        self.admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def databases(postgres_server_url) -> Iterator[Databases]:
+    factory = Databases(postgres_server_url)
+    yield factory
+    factory.drop_all()
+
+
+@pytest.fixture(scope="session")
+def migrated_template(databases) -> str:
+    """A database with the reference platform tables (empty) and schema flywheel at head."""
+    name = databases.create()
+    engine = db.create_engine(databases.url(name), poolclass=sa.pool.NullPool)
+    with engine.begin() as connection:
+        generate.create_reference_schema(connection)
+    migrate.upgrade(engine)
+    engine.dispose()
+    return name
+
+
+@pytest.fixture
+def database_url(databases, migrated_template) -> str:
+    """A database of this test's own: empty platform tables, schema flywheel at head."""
+    return databases.url(databases.create(template=migrated_template))
+
+
+@pytest.fixture
+def empty_database_url(databases) -> str:
+    """A database of this test's own with nothing in it."""
+    return databases.url(databases.create())
+
+
+@pytest.fixture
+def engine(database_url) -> Iterator[sa.Engine]:
+    engine = db.create_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def connection(engine) -> Iterator[sa.Connection]:
+    """A connection in a transaction, committed at the end of the test."""
+    with engine.begin() as connection:
+        yield connection
+
+
+@pytest.fixture(scope="session")
+def redis_server_url(tmp_path_factory) -> Iterator[str]:
+    """A URL of a Redis server; tests touch only keys under their own prefix."""
+    external = os.environ.get(TEST_REDIS_ENV)
+    if external:
+        yield external
+        return
+    folder = tmp_path_factory.mktemp("redis")
+    server = embedded.start_redis(folder)
+    yield server.url
+    embedded.stop(folder)
+
+
+@pytest.fixture
+def redis_prefix(redis_server_url) -> Iterator[str]:
+    """A key prefix of this test's own; every key under it is deleted afterwards."""
+    prefix = f"fwtest:{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    client = redis.Redis.from_url(redis_server_url)
+    for batch in _batched(client.scan_iter(match=f"{prefix}*", count=1000), 500):
+        client.delete(*batch)
+    client.close()
+
+
+@pytest.fixture
+def redis_client(redis_server_url) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_server_url)
+    yield client
+    client.close()
+
+
+def _batched(items, size):
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
