@@ -118,7 +118,7 @@ def check(engine: Engine, source_schema: str | None = None) -> Report:
 
 
 def _quote(connection: Connection, name: str) -> str:
-    return connection.dialect.identifier_preparer.quote_identifier(name)
+    return connection.dialect.identifier_preparer.quote(name)
 
 
 def _configured_schema(connection: Connection) -> str:

@@ -99,7 +99,7 @@ from (
 
 def create_reference_schema(connection: Connection, schema: str = "public") -> None:
     """Create the platform's tables (the reference copy) in ``schema`` when they are absent."""
-    quoted = connection.dialect.identifier_preparer.quote_identifier(schema)
+    quoted = connection.dialect.identifier_preparer.quote(schema)
     connection.execute(sa.text(f"create schema if not exists {quoted}"))
     connection.execute(sa.text(f"set local search_path = {quoted}"))
     connection.exec_driver_sql(REFERENCE_SCHEMA.read_text(), execution_options={"no_parameters": True})
@@ -122,7 +122,7 @@ def generate(
 
     Calls ``progress(rows)`` after each chunk; returns the rows added per table.
     """
-    quoted = sa.sql.compiler.IdentifierPreparer(engine.dialect).quote_identifier(schema)
+    quoted = engine.dialect.identifier_preparer.quote(schema)
     span = f"{size.days} days"
     with db.connect(engine) as connection:
         create_reference_schema(connection, schema)

@@ -14,11 +14,9 @@ from . import db
 from .paths import ALEMBIC_INI, MIGRATIONS_DIR
 
 
-def alembic_config(url: str | None = None, output: io.TextIOBase | None = None) -> Config:
-    config = Config(str(ALEMBIC_INI), stdout=output) if output else Config(str(ALEMBIC_INI))
+def alembic_config(output: io.TextIOBase | None = None) -> Config:
+    config = Config(str(ALEMBIC_INI), output_buffer=output)
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    if url:
-        config.attributes["database_url"] = url
     return config
 
 

@@ -116,7 +116,8 @@ def settings(context: click.Context, database_url: str | None, as_json: bool) ->
                [[row.key, configuration.display(row.value), row.description] for row in rows])
 
 
-@settings.command("set")
+# ignore_unknown_options: a value such as -1 or "-3 days" is the value, not an option.
+@settings.command("set", context_settings={"ignore_unknown_options": True})
 @click.argument("key")
 @click.argument("value")
 @with_engine

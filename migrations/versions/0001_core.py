@@ -39,6 +39,8 @@ $roles$;
 """
 
 SCHEMA = """
+comment on table flywheel.alembic_version is 'alembic: the revision schema flywheel is at (flywheel-sync migrate)';
+comment on column flywheel.alembic_version.version_num is 'The alembic revision id, e.g. 0001';
 comment on schema flywheel is
     'flywheel-sync: health metrics of the AIOps flywheel, computed from the platform''s tables by flywheel.refresh(). See flywheel.summary.';
 revoke all on schema flywheel from public;

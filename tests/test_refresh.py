@@ -1,0 +1,152 @@
+"""flywheel.refresh(): one at a time, never blocking readers, every run logged, history pruned."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+from flywheel_sync import db
+from flywheel_sync.errors import RefreshBusy, RefreshFailed
+from flywheel_sync.refresh import refresh as refresh_from_python
+from tests.cli import error_line, run
+from tests.platform import (
+    AS_OF, DAY, MINUTE, TAIPEI_MIDNIGHT, add_execution, add_executions, add_incident, add_knowledge_entry, refresh,
+)
+
+REFRESH_LOCK = "select pg_advisory_xact_lock(x'666c7977'::integer, 1)"
+
+
+def raw_connection(database_url: str, **options) -> psycopg.Connection:
+    return psycopg.connect(db.libpq_url(database_url), **options)
+
+
+def set_setting(engine, key: str, value: str) -> None:
+    with engine.begin() as connection:
+        connection.execute(sa.text("update flywheel.settings set value = cast(:v as jsonb) where key = :k"),
+                           {"k": key, "v": value})
+
+
+def test_refresh_works_as_plain_sql_with_no_client_logic(database_url):
+    with raw_connection(database_url, autocommit=True) as connection:
+        connection.execute("set role flywheel_refresher")
+        result = connection.execute("select flywheel.refresh()").fetchone()[0]
+        assert result["status"] == "ok"
+        assert connection.execute("select count(*) from flywheel.snapshots").fetchone()[0] == 1
+
+
+def test_second_refresh_waits_for_the_first_then_runs(engine, database_url):
+    with raw_connection(database_url) as holder:
+        holder.execute(REFRESH_LOCK)
+        threading.Timer(0.5, holder.commit).start()
+        started = time.monotonic()
+        result = refresh_from_python(engine)
+        assert result.status == "ok" and time.monotonic() - started >= 0.4
+
+
+def test_second_refresh_gives_up_after_refresh_lock_wait_with_a_clear_message(engine, database_url):
+    set_setting(engine, "refresh_lock_wait", '"200 milliseconds"')
+    with raw_connection(database_url) as holder:
+        holder.execute(REFRESH_LOCK)
+        with pytest.raises(RefreshBusy, match="another flywheel refresh is running"):
+            refresh_from_python(engine)
+
+
+def test_cli_refresh_busy_is_one_line_and_exit_1(engine, database_url):
+    set_setting(engine, "refresh_lock_wait", '"100 milliseconds"')
+    with raw_connection(database_url) as holder:
+        holder.execute(REFRESH_LOCK)
+        result = run("refresh", database_url=database_url)
+    assert result.exit_code == 1
+    assert "another flywheel refresh is running" in error_line(result)
+
+
+def test_reader_is_not_blocked_by_a_refresh_in_progress(engine, database_url):
+    with engine.begin() as connection:
+        refresh(connection, AS_OF - DAY)
+    with raw_connection(database_url) as refreshing, raw_connection(database_url) as reader:
+        refreshing.execute("select flywheel.refresh(%s)", (AS_OF,))  # transaction left open
+        reader.execute("set lock_timeout = '100ms'")
+        seen = reader.execute("select computed_at from flywheel.summary").fetchone()[0]
+        assert seen == AS_OF - DAY
+        reader.execute("select flywheel.summary_json(), flywheel.prometheus_text()")
+        refreshing.commit()
+
+
+def test_refresh_log_records_each_step_with_rows_and_duration(connection):
+    add_incident(connection, created_at=AS_OF - DAY)
+    refresh(connection)
+    steps = connection.execute(sa.text("select steps from flywheel.refresh_log")).scalar_one()
+    by_name = {step["step"]: step for step in steps}
+    assert by_name["daily_incidents"]["rows"] == 1
+    assert all(step["ms"] >= 0 for step in steps)
+
+
+def test_failed_refresh_is_recorded_and_keeps_the_previous_metrics(engine):
+    with engine.begin() as connection:
+        refresh(connection, AS_OF - DAY)
+        connection.execute(sa.text("alter table incidents rename column alertname to alert_name"))
+    with pytest.raises(RefreshFailed, match="alertname"):
+        refresh_from_python(engine)
+    with engine.connect() as connection:
+        log = connection.execute(sa.text("select status, error from flywheel.refresh_log order by refresh_id")).all()
+        assert [row.status for row in log] == ["ok", "failed"] and "alertname" in log[1].error
+        assert connection.execute(sa.text("select computed_at from flywheel.summary")).scalar_one() == AS_OF - DAY
+
+
+def test_cli_failed_refresh_points_to_check(engine, database_url):
+    with engine.begin() as connection:
+        connection.execute(sa.text("drop table knowledge_entries"))
+    result = run("refresh", database_url=database_url)
+    assert result.exit_code == 1
+    assert "flywheel-sync check" in error_line(result)
+
+
+def test_snapshots_and_logs_older_than_retention_are_pruned(connection):
+    refresh(connection, AS_OF - 91 * DAY)
+    refresh(connection, AS_OF - 89 * DAY)
+    refresh(connection, AS_OF)
+    snapshots = connection.execute(sa.text("select computed_at from flywheel.snapshots order by 1")).scalars().all()
+    assert snapshots == [AS_OF - 89 * DAY, AS_OF]
+
+
+def test_each_refresh_appends_one_snapshot_and_summary_shows_the_newest(connection):
+    add_incident(connection, created_at=AS_OF - DAY)
+    refresh(connection, AS_OF - DAY)
+    add_incident(connection, created_at=AS_OF - DAY)
+    refresh(connection)
+    rows = connection.execute(sa.text("select incidents_total from flywheel.snapshots order by snapshot_id")).all()
+    assert [row[0] for row in rows] == [1, 2]
+    assert connection.execute(sa.text("select incidents_total from flywheel.summary")).scalar_one() == 2
+
+
+def test_daily_incidents_split_at_taipei_midnight(connection):
+    add_incident(connection, created_at=TAIPEI_MIDNIGHT, alertname=None, status="investigating")
+    add_incident(connection, created_at=TAIPEI_MIDNIGHT - MINUTE)
+    refresh(connection)
+    rows = connection.execute(sa.text(
+        "select day::text, day_start, incidents_created, alertname_missing, status_investigating, status_resolved"
+        " from flywheel.daily_incidents order by day")).all()
+    assert [tuple(row) for row in rows] == [("2026-11-27", TAIPEI_MIDNIGHT - DAY, 1, 0, 0, 1),
+                                            ("2026-11-28", TAIPEI_MIDNIGHT, 1, 1, 1, 0)]
+
+
+def test_daily_executions_count_successes_per_day(connection):
+    add_executions(connection, successes=2, failures=1, created_at=TAIPEI_MIDNIGHT + MINUTE)
+    add_execution(connection, success=None, created_at=TAIPEI_MIDNIGHT - MINUTE)
+    refresh(connection)
+    rows = connection.execute(sa.text(
+        "select day::text, executions, successes from flywheel.daily_executions order by day")).all()
+    assert [tuple(row) for row in rows] == [("2026-11-27", 1, 0), ("2026-11-28", 3, 2)]
+
+
+def test_daily_knowledge_counts_entries_still_unvectorized(connection):
+    add_knowledge_entry(connection, vectorized=False, created_at=TAIPEI_MIDNIGHT)
+    add_knowledge_entry(connection, created_at=TAIPEI_MIDNIGHT)
+    refresh(connection)
+    rows = connection.execute(sa.text(
+        "select day::text, entries_created, entries_unvectorized from flywheel.daily_knowledge")).all()
+    assert [tuple(row) for row in rows] == [("2026-11-28", 2, 1)]
