@@ -43,6 +43,8 @@ RELEASES: dict[str, Release] = {
         ("prometheus_text", 1),
         # Writes snapshots, rollups and the current flow; last of the functions, first to be dropped.
         ("refresh", 1),
+        # The scheduler's entry point: calls refresh.
+        ("run_refresh", 1),
         # Grants on everything above, so it comes last.
         ("grants", 1),
     ),

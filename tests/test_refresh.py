@@ -38,6 +38,22 @@ def test_refresh_works_as_plain_sql_with_no_client_logic(database_url):
         assert connection.execute("select count(*) from flywheel.snapshots").fetchone()[0] == 1
 
 
+def test_run_refresh_fails_the_scheduled_job_yet_keeps_the_failure_on_record(engine, database_url):
+    with engine.begin() as connection:
+        connection.execute(sa.text("drop table auto_repair_executions"))
+    with raw_connection(database_url, autocommit=True) as connection:
+        connection.execute("set role flywheel_refresher")
+        with pytest.raises(psycopg.errors.UndefinedTable, match="flywheel refresh failed"):
+            connection.execute("call flywheel.run_refresh()")
+        assert connection.execute("select status from flywheel.refresh_log").fetchone()[0] == "failed"
+
+
+def test_run_refresh_succeeds_quietly(database_url):
+    with raw_connection(database_url, autocommit=True) as connection:
+        connection.execute("call flywheel.run_refresh()")
+        assert connection.execute("select status from flywheel.refresh_log").fetchone()[0] == "ok"
+
+
 def test_second_refresh_waits_for_the_first_then_runs(engine, database_url):
     with raw_connection(database_url) as holder:
         holder.execute(REFRESH_LOCK)

@@ -10,6 +10,7 @@
 --
 -- drop: none
 revoke all on all functions in schema flywheel from public;
+revoke all on all procedures in schema flywheel from public;
 revoke all on all tables in schema flywheel from public;
 
 grant select on
@@ -24,4 +25,5 @@ grant execute on function
 
 grant flywheel_reader to flywheel_refresher;
 grant execute on function flywheel.refresh(timestamptz) to flywheel_refresher;
+grant execute on procedure flywheel.run_refresh() to flywheel_refresher;
 grant insert, update, delete on flywheel.playbooks, flywheel.sync_log to flywheel_refresher;
