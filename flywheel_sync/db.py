@@ -86,6 +86,16 @@ def _is_connection_failure(exc: sa.exc.DBAPIError) -> bool:
     return sqlstate is None or sqlstate.startswith("08") or sqlstate.startswith("57P0")
 
 
+def describe(exc: sa.exc.DBAPIError) -> str:
+    """A database error in one line: PostgreSQL's message, its SQLSTATE and its hint."""
+    diag = getattr(exc.orig, "diag", None)
+    message = (diag and diag.message_primary) or str(exc.orig).strip().splitlines()[0]
+    if _is_connection_failure(exc):
+        return f"lost the connection to the database: {message}. Check that the server is up, then run the command again."
+    hint = diag and diag.message_hint
+    return f"database error: {message} (SQLSTATE {exc.orig.sqlstate})" + (f". {hint}" if hint else "")
+
+
 def require_schema(connection: Connection) -> None:
     """Raise NotMigrated unless schema flywheel exists here."""
     present = connection.execute(sa.text("select to_regnamespace('flywheel') is not null")).scalar_one()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import uuid
 
 import psycopg
 import sqlalchemy as sa
@@ -98,3 +99,21 @@ def test_every_command_has_help_with_an_example():
     for command in ("migrate", "downgrade", "check", "settings", "refresh", "summary", "generate", "demo"):
         result = run(command, "--help")
         assert result.exit_code == 0 and "Example:" in result.output, command
+
+
+def test_database_error_no_command_expected_is_one_line_with_its_sqlstate(empty_database_url):
+    """A migration as a user who may not create schemas: PostgreSQL's refusal, in one line."""
+    engine = sa.create_engine(db.parse_url(empty_database_url), isolation_level="AUTOCOMMIT")
+    role = f"flywheel_test_nobody_{uuid.uuid4().hex[:8]}"
+    with engine.connect() as connection:
+        connection.execute(sa.text(f"create role {role} login"))
+        connection.execute(sa.text(f"revoke create on database {db.parse_url(empty_database_url).database} from public"))
+    try:
+        url = db.parse_url(empty_database_url).set(username=role).render_as_string(hide_password=False)
+        result = run("migrate", database_url=url)
+        assert result.exit_code == 1
+        assert "permission denied" in error_line(result) and "SQLSTATE 42501" in error_line(result)
+    finally:
+        with engine.connect() as connection:
+            connection.execute(sa.text(f"drop role {role}"))
+        engine.dispose()

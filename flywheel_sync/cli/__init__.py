@@ -7,13 +7,26 @@ concern, one module each; this module only assembles them.
 from __future__ import annotations
 
 import click
+import sqlalchemy as sa
 
+from .. import db
+from ..errors import FlywheelError
 from . import core, demo
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+class FlywheelGroup(click.Group):
+    """Turns a database error no command anticipated into one line instead of a traceback."""
+
+    def invoke(self, context: click.Context):
+        try:
+            return super().invoke(context)
+        except sa.exc.DBAPIError as exc:
+            raise FlywheelError(db.describe(exc)) from exc
+
+
+@click.group(cls=FlywheelGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(package_name="flywheel-sync")
 def cli() -> None:
     """Health metrics of the AIOps flywheel, computed in PostgreSQL.
