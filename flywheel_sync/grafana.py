@@ -423,32 +423,29 @@ def _right_axis_percent(field: str) -> dict:
                            {"id": "custom.drawStyle", "value": "line"}]}
 
 
+def _daily_panel(title: str, table: str, columns: list[str], description: str, percent: str | None = None) -> dict:
+    return _timeseries(
+        title, _DAILY.format(table=table, columns=",\n".join(f"       {column}" for column in columns)), description,
+        interval="1d", bars=True, overrides=[_right_axis_percent(percent)] if percent else None)
+
+
 def _daily_trends() -> list[dict]:
     return [
-        _timeseries(
-            "Incidents per day",
-            _DAILY.format(table="daily_incidents", columns=(
-                '       sum(incidents_created) as "incidents",\n'
-                '       sum(alertname_missing)::double precision / nullif(sum(incidents_created), 0)'
-                ' as "missing alertname share"')),
-            "Incidents created per day, and the share without an alertname (right axis).",
-            interval="1d", bars=True, overrides=[_right_axis_percent("missing alertname share")]),
-        _timeseries(
-            "Repairs per day",
-            _DAILY.format(table="daily_executions", columns=(
-                '       sum(executions) as "repairs",\n'
-                '       sum(successes) as "successful",\n'
-                '       sum(successes)::double precision / nullif(sum(executions), 0) as "success rate"')),
-            "Auto-repair executions per day, the successful ones, and their ratio (right axis; no "
-            "minimum sample, unlike the success-rate stat).",
-            interval="1d", bars=True, overrides=[_right_axis_percent("success rate")]),
-        _timeseries(
-            "Knowledge entries per day",
-            _DAILY.format(table="daily_knowledge", columns=(
-                '       sum(entries_created) as "created",\n'
-                '       sum(entries_created - entries_unvectorized) as "vectorized"')),
-            "Knowledge entries created per day, and how many of them have an embedding now.",
-            interval="1d", bars=True),
+        _daily_panel("Incidents per day", "daily_incidents", [
+            'sum(incidents_created) as "incidents"',
+            'sum(alertname_missing)::double precision / nullif(sum(incidents_created), 0) as "missing alertname share"',
+        ], "Incidents created per day, and the share without an alertname (right axis).",
+            percent="missing alertname share"),
+        _daily_panel("Repairs per day", "daily_executions", [
+            'sum(executions) as "repairs"',
+            'sum(successes) as "successful"',
+            'sum(successes)::double precision / nullif(sum(executions), 0) as "success rate"',
+        ], "Auto-repair executions per day, the successful ones, and their ratio (right axis; no minimum "
+           "sample, unlike the success-rate stat).", percent="success rate"),
+        _daily_panel("Knowledge entries per day", "daily_knowledge", [
+            'sum(entries_created) as "created"',
+            'sum(entries_created - entries_unvectorized) as "vectorized"',
+        ], "Knowledge entries created per day, and how many of them have an embedding now."),
     ]
 
 

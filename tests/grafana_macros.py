@@ -65,21 +65,21 @@ def _evaluate(name: str, args: list[str], time_range: TimeRange) -> str:
     if name == "__timeTo":
         return f"'{rfc3339(time_range.end)}'"
     if name in ("__timeGroup", "__timeGroupAlias"):
-        if len(args) < 2:
-            raise MacroError(f"macro {name} needs time column and interval and optional fill value")
-        seconds = go_float(parse_interval(args[1].strip("'\"")).total_seconds())
-        group = f"floor(extract(epoch from {args[0]})/{seconds})*{seconds}"
-        return group + ' AS "time"' if name == "__timeGroupAlias" else group
+        return _group(name, args, "floor(extract(epoch from {column})/{seconds})*{seconds}")
     if name == "__unixEpochFilter":
         column = _arg(args, 0, name)
         return f"{column} >= {int(time_range.start.timestamp())} AND {column} <= {int(time_range.end.timestamp())}"
     if name in ("__unixEpochGroup", "__unixEpochGroupAlias"):
-        if len(args) < 2:
-            raise MacroError(f"macro {name} needs time column and interval and optional fill value")
-        seconds = go_float(parse_interval(args[1].strip("'\"")).total_seconds())
-        group = f"floor(({args[0]})/{seconds})*{seconds}"
-        return group + ' AS "time"' if name == "__unixEpochGroupAlias" else group
+        return _group(name, args, "floor(({column})/{seconds})*{seconds}")
     raise MacroError(f"undefined macro: ${name}")
+
+
+def _group(name: str, args: list[str], template: str) -> str:
+    if len(args) < 2:
+        raise MacroError(f"macro {name} needs time column and interval and optional fill value")
+    seconds = go_float(parse_interval(args[1].strip("'\"")).total_seconds())
+    group = template.format(column=args[0], seconds=seconds)
+    return group + ' AS "time"' if name.endswith("Alias") else group
 
 
 def _arg(args: list[str], index: int, name: str) -> str:

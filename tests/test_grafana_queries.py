@@ -7,6 +7,7 @@ login role granted only flywheel_reader, against the data set of tests/grafana_s
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -59,16 +60,35 @@ def reader(postgres_server_url, migrated_template):
     role.drop()
 
 
-@pytest.fixture(scope="module")
-def seeded(databases, migrated_template, reader):
-    """An engine logged in as the reader role on a database holding the known data set."""
-    url = databases.url(databases.create(template=migrated_template))
-    owner = db.create_engine(url, poolclass=sa.pool.NullPool)
-    with owner.begin() as connection:
-        seed(connection)
-    owner.dispose()
+@contextmanager
+def _reading(databases, template: str, reader: ReaderRole, build=None):
+    """An engine logged in as the reader on a new database that build(connection) filled."""
+    url = databases.url(databases.create(template=template))
+    if build is not None:
+        owner = db.create_engine(url, poolclass=sa.pool.NullPool)
+        with owner.begin() as connection:
+            build(connection)
+        owner.dispose()
     with reader.engine(url) as engine:
         yield engine
+
+
+@pytest.fixture(scope="module")
+def seeded(databases, migrated_template, reader):
+    """The reader on the known data set of tests/grafana_seed.py, shared by the tests of this module."""
+    with _reading(databases, migrated_template, reader, seed) as engine:
+        yield engine
+
+
+@pytest.fixture
+def reader_on(databases, migrated_template, reader):
+    """reader_on(build): the reader on a database of this test's own, filled by build(connection)."""
+    return lambda build=None: _reading(databases, migrated_template, reader, build)
+
+
+def _insufficient_sample(connection) -> None:
+    add_executions(connection, successes=0, failures=9, created_at=AS_OF - HOUR)
+    refresh(connection)
 
 
 def _panel(title: str) -> dict:
@@ -154,14 +174,8 @@ def test_target_stat_thresholds_turn_green_exactly_at_the_targets_in_force(seede
         assert targets[target.column] == target.value
 
 
-def test_success_rate_stat_is_null_not_zero_when_the_sample_is_insufficient(databases, migrated_template, reader):
-    url = databases.url(databases.create(template=migrated_template))
-    owner = db.create_engine(url, poolclass=sa.pool.NullPool)
-    with owner.begin() as connection:
-        add_executions(connection, successes=0, failures=9, created_at=AS_OF - HOUR)
-        refresh(connection)
-    owner.dispose()
-    with reader.engine(url) as engine:
+def test_success_rate_stat_is_null_not_zero_when_the_sample_is_insufficient(reader_on):
+    with reader_on(_insufficient_sample) as engine:
         row = one_row(engine, "Auto-repair success rate")
     assert row == {"success rate": None, "source": "insufficient", "sample": 9}
     assert _panel("Auto-repair success rate")["fieldConfig"]["defaults"]["noValue"] == "no data"
@@ -207,8 +221,8 @@ def test_nodes_table_lists_the_six_nodes_in_flywheel_order_with_their_status(see
     assert rows[0][2] == {"count_1h": 1}
 
 
-def test_nodes_table_is_empty_before_the_first_refresh(databases, migrated_template, reader):
-    with reader.engine(databases.url(databases.create(template=migrated_template))) as engine:
+def test_nodes_table_is_empty_before_the_first_refresh(reader_on):
+    with reader_on() as engine:
         assert run_panel(engine, "Flywheel nodes")[1] == []
 
 
@@ -275,41 +289,31 @@ def test_every_alert_rule_has_a_test_on_the_known_data_set():
     assert {rule["uid"] for rule in RULES} == tested
 
 
-def test_success_rate_rule_fires_below_a_tenth_after_two_hours(databases, migrated_template, reader):
-    url = databases.url(databases.create(template=migrated_template))
-    owner = db.create_engine(url, poolclass=sa.pool.NullPool)
-    with owner.begin() as connection:
+def test_success_rate_rule_fires_below_a_tenth_after_two_hours(reader_on):
+    def ten_failures(connection):
         add_executions(connection, successes=0, failures=10, created_at=AS_OF - HOUR)
         refresh(connection)
-    owner.dispose()
+
     rule = _rule("flywheel-success-rate-low")
-    with reader.engine(url) as engine:
+    with reader_on(ten_failures) as engine:
         assert evaluate(engine, rule) == "Alerting"
     assert rule["for"] == "2h"
 
 
-def test_success_rate_rule_never_fires_on_an_insufficient_sample(databases, migrated_template, reader):
-    url = databases.url(databases.create(template=migrated_template))
-    owner = db.create_engine(url, poolclass=sa.pool.NullPool)
-    with owner.begin() as connection:
-        add_executions(connection, successes=0, failures=9, created_at=AS_OF - HOUR)
-        refresh(connection)
-    owner.dispose()
-    with reader.engine(url) as engine:
+def test_success_rate_rule_never_fires_on_an_insufficient_sample(reader_on):
+    with reader_on(_insufficient_sample) as engine:
         assert evaluate(engine, _rule("flywheel-success-rate-low")) == "OK"
 
 
-def test_stale_rule_fires_when_the_last_refresh_is_older_than_15_minutes(databases, migrated_template, reader):
-    url = databases.url(databases.create(template=migrated_template))
-    owner = db.create_engine(url, poolclass=sa.pool.NullPool)
-    with owner.begin() as connection:
+def test_stale_rule_fires_when_the_last_refresh_is_older_than_15_minutes(reader_on):
+    def refreshed_16_minutes_ago(connection):
         refresh(connection)
         connection.execute(sa.text("update flywheel.refresh_log set finished_at = now() - interval '16 minutes'"))
-    owner.dispose()
-    with reader.engine(url) as engine:
+
+    with reader_on(refreshed_16_minutes_ago) as engine:
         assert evaluate(engine, _rule("flywheel-data-stale")) == "Alerting"
 
 
-def test_stale_rule_fires_when_nothing_was_ever_refreshed(databases, migrated_template, reader):
-    with reader.engine(databases.url(databases.create(template=migrated_template))) as engine:
+def test_stale_rule_fires_when_nothing_was_ever_refreshed(reader_on):
+    with reader_on() as engine:
         assert evaluate(engine, _rule("flywheel-data-stale")) == "Alerting"
