@@ -92,3 +92,32 @@ def test_promtool_accepts_the_rules_file():
     result = subprocess.run(["promtool", "check", "rules", str(CHECKED_IN / "prometheus" / "flywheel-rules.yml")],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _promtool_case(series: list[dict], eval_time: str, alertname: str, firing: bool) -> dict:
+    rule = next(rule for rule in grafana.prometheus_rules()["groups"][0]["rules"] if rule["alert"] == alertname)
+    expected = [{"exp_labels": rule["labels"], "exp_annotations": rule["annotations"]}] if firing else []
+    return {"interval": "1m", "input_series": series,
+            "alert_rule_test": [{"eval_time": eval_time, "alertname": alertname, "exp_alerts": expected}]}
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed (apt-get install prometheus)")
+def test_prometheus_rules_fire_as_intended_and_never_on_a_nan_rate(tmp_path):
+    rate = "awoooi_flywheel_execution_success_rate"
+    tests = {"rule_files": [str(CHECKED_IN / "prometheus" / "flywheel-rules.yml")], "evaluation_interval": "1m",
+             "tests": [
+                 _promtool_case([{"series": rate, "values": "NaN+0x300"}], "4h", "FlywheelSuccessRateLow", False),
+                 _promtool_case([{"series": rate, "values": "0.05+0x300"}], "1h59m", "FlywheelSuccessRateLow", False),
+                 _promtool_case([{"series": rate, "values": "0.05+0x300"}], "2h1m", "FlywheelSuccessRateLow", True),
+                 _promtool_case([{"series": "awoooi_flywheel_km_unvectorized_count", "values": "3+0x100"}], "61m",
+                                "FlywheelKnowledgeUnvectorized", True),
+                 # The last refresh at Unix time 0, and the evaluation 14 then 16 minutes later.
+                 _promtool_case([{"series": "awoooi_flywheel_last_refresh_timestamp_seconds", "values": "0+0x30"}],
+                                "14m", "FlywheelDataStale", False),
+                 _promtool_case([{"series": "awoooi_flywheel_last_refresh_timestamp_seconds", "values": "0+0x30"}],
+                                "16m", "FlywheelDataStale", True),
+             ]}
+    path = tmp_path / "flywheel-rules.test.yml"
+    path.write_text(json.dumps(tests))
+    result = subprocess.run(["promtool", "test", "rules", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
