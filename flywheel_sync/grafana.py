@@ -520,11 +520,18 @@ limit 50"""
         "(the reason says what is wrong); the next sync picks it up.")
 
 
+# The newest run by its key (the primary key index, read backwards): the log holds a row a minute
+# for the retention period, and max(finished_at) would read all of it. No successful run: no row.
+_LAST_REFRESH_AGE = """select {time}extract(epoch from now() - finished_at) as "{label}"
+from flywheel.refresh_log
+where status = 'ok'
+order by refresh_id desc
+limit 1"""
+
+
 def _pipeline() -> list[dict]:
     return [
-        _stat("Since last refresh",
-              'select extract(epoch from now() - max(finished_at)) as "since last refresh"\n'
-              "from flywheel.refresh_log\nwhere status = 'ok'",
+        _stat("Since last refresh", _LAST_REFRESH_AGE.format(time="", label="since last refresh"),
               "Wall-clock time since the last successful flywheel.refresh(). Red after 15 minutes: the "
               "refresh job (cron, pg_cron) stopped or fails; see Recent refreshes.",
               unit="s", thresholds=_steps((GREEN, None), (RED, STALE_AFTER_SECONDS)), decimals=0),
@@ -538,8 +545,8 @@ def _pipeline() -> list[dict]:
                       "ok": {"color": GREEN, "index": 0}, "failed": {"color": RED, "index": 1}}}]}]},
                   _fixed_color("took", BLUE)]),
         _stat("Since last sync",
-              'select extract(epoch from now() - max(finished_at)) as "since last sync"\n'
-              "from flywheel.sync_log\nwhere complete",
+              'select extract(epoch from now() - finished_at) as "since last sync"\n'
+              "from flywheel.sync_log\nwhere complete\norder by sync_id desc\nlimit 1",
               "Time since the last complete pass over the Redis playbooks. Orange after 15 minutes, red "
               "after an hour: the sync worker is down or cannot reach Redis.",
               unit="s", thresholds=_steps((GREEN, None), (ORANGE, STALE_AFTER_SECONDS), (RED, 3600)),
@@ -634,8 +641,7 @@ RULES = (
          "awoooi_flywheel_playbook_count < 20"),
     # No successful refresh ever: no row, so no data, which this rule treats as alerting.
     Rule("flywheel-data-stale", "FlywheelDataStale",
-         'select now() as "time", extract(epoch from now() - max(finished_at)) as "seconds since last refresh"\n'
-         "from flywheel.refresh_log\nwhere status = 'ok'\nhaving max(finished_at) is not null",
+         _LAST_REFRESH_AGE.format(time='now() as "time", ', label="seconds since last refresh"),
          "gt", STALE_AFTER_SECONDS, "0s", "Alerting", "critical",
          "No flywheel refresh for 15 minutes",
          "flywheel.refresh() has not succeeded for 15 minutes: every flywheel metric is stale. Check the "
