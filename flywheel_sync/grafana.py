@@ -55,6 +55,7 @@ class Target:
 
     column: str
     title: str
+    label: str
     comparison: str
     value: float
     unit: str
@@ -62,19 +63,19 @@ class Target:
 
 
 TARGETS = (
-    Target("playbook_count", "Approved playbooks", ">=", 20, "none",
+    Target("playbook_count", "Approved playbooks", "approved playbooks", ">=", 20, "none",
            "Valid approved playbooks mirrored from Redis. Red below 20: fewer incidents can be repaired "
            "automatically; approve more playbooks."),
-    Target("execution_success_rate", "Auto-repair success rate", ">=", 0.3, "percentunit",
+    Target("execution_success_rate", "Auto-repair success rate", "success rate", ">=", 0.3, "percentunit",
            "Success rate of auto-repairs over the first window with enough executions (24h, then 7d, then "
            "approved playbooks' counters), with its source and sample size. 'no data' means the sample is "
            "below min_sample: neither good nor bad. Red below 30%: see the failing playbooks below."),
-    Target("km_unvectorized_count", "Unvectorized knowledge entries", "<=", 0, "none",
+    Target("km_unvectorized_count", "Unvectorized knowledge entries", "unvectorized knowledge entries", "<=", 0, "none",
            "Knowledge entries whose embedding is NULL. Red above 0: the embedding job is behind or down."),
-    Target("alertname_null_rate", "Missing alertname rate", "<=", 0, "percentunit",
+    Target("alertname_null_rate", "Missing alertname rate", "missing alertname rate", "<=", 0, "percentunit",
            "Share of incidents whose alertname is NULL or blank. Red above 0: an alert source sends "
            "incidents without an alertname; find it in the daily incidents panel."),
-    Target("incidents_stuck", "Stuck incidents", "<=", 0, "none",
+    Target("incidents_stuck", "Stuck incidents", "stuck incidents", "<=", 0, "none",
            "Incidents still investigating longer than stuck_after (24 hours by default). Red above 0: "
            "look at them in the current flow table."),
 )
@@ -270,8 +271,7 @@ def _target_stat(target: Target) -> dict:
         thresholds = _steps((RED, None), (GREEN, target.value))
     else:
         thresholds = _steps((GREEN, None), (RED, target.value + ABOVE_ZERO))
-    label = {"execution_success_rate": "success rate"}.get(target.column, target.title.lower())
-    columns = f'{target.column} as "{label}"'
+    columns = f'{target.column} as "{target.label}"'
     overrides = []
     if target.column == "execution_success_rate":
         columns += ',\n       execution_success_rate_source as "source",\n       execution_success_sample as "sample"'
