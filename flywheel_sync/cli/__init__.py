@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from .. import db
 from ..errors import FlywheelError
-from . import core, demo
+from . import core, demo, grafana
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -42,5 +42,5 @@ def cli() -> None:
     """
 
 
-for command in (*core.COMMANDS, *demo.COMMANDS):
+for command in (*core.COMMANDS, *demo.COMMANDS, *grafana.COMMANDS):
     cli.add_command(command)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 import click
 
 from .. import check as contract
+from .. import exporter as textfiles
 from .. import generate as sample
 from .. import migrate as migrations
 from .. import refresh as refreshing
@@ -167,8 +169,11 @@ def refresh(engine, as_of: datetime | None, as_json: bool) -> None:
 @click.option("--flywheel", "shape", flag_value="flywheel", help="Print the Flywheel JSON (the old /api/v1/stats/flywheel).")
 @click.option("--prometheus", "shape", flag_value="prometheus", help="Print the Prometheus text exposition.")
 @click.option("--with-timestamps", is_flag=True, help="With --prometheus: give each sample the refresh time.")
+@click.option("--textfile", type=click.Path(dir_okay=False, path_type=Path), metavar="PATH",
+              help="Write the Prometheus text to PATH atomically, without timestamps, for node_exporter's "
+                   "textfile collector (PATH ends in .prom).")
 @with_engine
-def summary(engine, shape: str | None, with_timestamps: bool) -> None:
+def summary(engine, shape: str | None, with_timestamps: bool, textfile: Path | None) -> None:
     """Show the metrics of the last refresh, each with its target.
 
     \b
@@ -176,8 +181,15 @@ def summary(engine, shape: str | None, with_timestamps: bool) -> None:
         flywheel-sync summary
         flywheel-sync summary --json | jq .execution_success_rate
         flywheel-sync summary --prometheus
+        flywheel-sync summary --textfile /var/lib/node_exporter/textfile/flywheel.prom
     """
-    if shape == "summary":
+    if textfile is not None:
+        if shape or with_timestamps:
+            raise click.UsageError("--textfile writes the Prometheus text without timestamps; "
+                                   "drop --json, --flywheel, --prometheus and --with-timestamps")
+        written = textfiles.write_metrics_textfile(engine, textfile)
+        click.echo(f"wrote {written} bytes to {textfile}")
+    elif shape == "summary":
         echo_json(results.summary_json(engine))
     elif shape == "flywheel":
         echo_json(results.flywheel_json(engine))
