@@ -37,6 +37,8 @@ RELEASES: dict[str, Release] = {
         ("validate_setting", 1),
         # The latest snapshot as one row; everything below reads it.
         ("summary", 1),
+        # The summary row or a clear error; the three output functions below read it.
+        ("latest_summary", 1),
         ("summary_targets", 1),
         ("summary_json", 1),
         ("flywheel_json", 1),

@@ -18,11 +18,7 @@ declare
     current flywheel.summary;
     flow jsonb;
 begin
-    select * into current from flywheel.summary;
-    if not found then
-        raise exception 'the flywheel metrics have not been computed in this database yet'
-            using errcode = 'no_data_found', hint = 'Run select flywheel.refresh(); or flywheel-sync refresh.';
-    end if;
+    current := flywheel.latest_summary();
     select coalesce(jsonb_agg(jsonb_build_object(
                'incident_id', incident_id,
                'alertname', case when btrim(coalesce(alertname, ''), E' \t\r\n') = '' then 'unknown' else alertname end,

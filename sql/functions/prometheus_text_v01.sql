@@ -24,11 +24,7 @@ declare
     stamp text;
     exposition text;
 begin
-    select * into current from flywheel.summary;
-    if not found then
-        raise exception 'the flywheel metrics have not been computed in this database yet'
-            using errcode = 'no_data_found', hint = 'Run select flywheel.refresh(); or flywheel-sync refresh.';
-    end if;
+    current := flywheel.latest_summary();
     stamp := case when with_timestamps
                   then ' ' || (extract(epoch from current.computed_at) * 1000)::bigint
                   else '' end;

@@ -16,11 +16,7 @@ as $$
 declare
     current flywheel.summary;
 begin
-    select * into current from flywheel.summary;
-    if not found then
-        raise exception 'the flywheel metrics have not been computed in this database yet'
-            using errcode = 'no_data_found', hint = 'Run select flywheel.refresh(); or flywheel-sync refresh.';
-    end if;
+    current := flywheel.latest_summary();
     return jsonb_build_object(
         'playbook_count', current.playbook_count,
         'execution_success_rate', round(current.execution_success_rate::numeric, 4),

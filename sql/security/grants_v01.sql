@@ -19,7 +19,7 @@ grant select on
     flywheel.current_flow, flywheel.playbooks, flywheel.refresh_log, flywheel.sync_log
     to flywheel_reader;
 grant execute on function
-    flywheel.summary_json(), flywheel.flywheel_json(), flywheel.prometheus_text(boolean),
+    flywheel.latest_summary(), flywheel.summary_json(), flywheel.flywheel_json(), flywheel.prometheus_text(boolean),
     flywheel.iso8601(timestamptz, text), flywheel.setting(text), flywheel.setting_problem(text, jsonb)
     to flywheel_reader;
 
