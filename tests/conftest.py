@@ -149,3 +149,18 @@ def _batched(items, size):
             batch = []
     if batch:
         yield batch
+
+
+@pytest.fixture
+def own_redis(tmp_path) -> Iterator[embedded.Server]:
+    """A Redis server of this test's own, which the test may stop and restart (embedded.start_redis)."""
+    folder = tmp_path / "own-redis"
+    server = embedded.start_redis(folder)
+    yield server
+    embedded.stop(folder)
+
+
+@pytest.fixture
+def playbook_pattern(redis_prefix) -> str:
+    """The sync pattern of this test's keys: the default one under the test's own prefix."""
+    return f"{redis_prefix}playbook:PB-*"

@@ -93,3 +93,19 @@ def summary_row(connection: sa.Connection) -> sa.Row:
 
 def utc(moment: datetime) -> datetime:
     return moment.astimezone(timezone.utc)
+
+
+def playbook_value(status="approved", success_count=0, failure_count=0, **fields) -> bytes:
+    """A Redis playbook record as the platform writes it."""
+    return json.dumps({"status": status, "success_count": success_count, "failure_count": failure_count,
+                       **fields}).encode()
+
+
+def mirror(connection: sa.Connection) -> dict[bytes, sa.Row]:
+    """flywheel.playbooks by Redis key."""
+    rows = connection.execute(sa.text("select * from flywheel.playbooks"))
+    return {bytes(row.redis_key): row for row in rows}
+
+
+def sync_log(connection: sa.Connection) -> list[sa.Row]:
+    return connection.execute(sa.text("select * from flywheel.sync_log order by sync_id")).all()
