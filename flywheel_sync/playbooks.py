@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 MAX_VALUE_BYTES = 1024 * 1024
 MAX_DEPTH = 64
@@ -23,14 +23,12 @@ EXCERPT_CHARS = 200
 BIGINT_MAX = 2**63 - 1
 COUNT_FIELDS = ("success_count", "failure_count")
 
-# Only values holding one of these can parse to what PostgreSQL refuses: \u0000, a surrogate that may
-# be unpaired, an exponent past a double's (1e999 parses as inf here, and overflows numeric there).
-# The slow walk over the document runs for those alone.
-_RISKY = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])|[eE]\+?[0-9]{3}")
+# Only values holding one of these escapes can decode to text PostgreSQL refuses (\u0000, or a
+# surrogate that may be unpaired): the walk over the document runs for those, and deep ones, alone.
+_RISKY_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(NamedTuple):
     """One playbook record as the mirror stores it; counts and status are None when invalid."""
 
     status: str | None
@@ -59,16 +57,17 @@ def validate(raw: bytes) -> Record:
     except UnicodeDecodeError as exc:
         return _not_an_object(raw, f"not UTF-8 text (byte {exc.start})")
     try:
-        parsed = json.loads(text, parse_constant=_refuse_constant)
+        parsed = _DECODER.decode(text)
     except RecursionError:
         return _not_an_object(raw, f"not JSON: nested deeper than {MAX_DEPTH} levels")
     except ValueError as exc:
         return _not_an_object(raw, f"not JSON: {_first_line(exc)}")
     if not isinstance(parsed, dict):
         return _not_an_object(raw, f"JSON, but {_kind(parsed)}, not an object")
-    problem = _unstorable(parsed) if _may_be_unstorable(raw) else None
-    if problem:
-        return _not_an_object(raw, problem)
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH or (b"\\u" in raw and _RISKY_ESCAPE.search(raw)):
+        problem = _unstorable(parsed)
+        if problem:
+            return _not_an_object(raw, problem)
     return _fields(parsed, text)
 
 
@@ -79,6 +78,12 @@ def wrong_type(redis_type: str) -> Record:
 
 def _fields(document: dict, text: str) -> Record:
     status = document.get("status")
+    successes = document.get("success_count")
+    failures = document.get("failure_count")
+    # The common case first, in one test: a string status and plain integer counts.
+    if type(status) is str and type(successes) is int and type(failures) is int \
+            and 0 <= successes <= BIGINT_MAX and 0 <= failures <= BIGINT_MAX:
+        return Record(status, successes, failures, text, None, None)
     reason = None
     if "status" not in document:
         reason = "status is missing"
@@ -109,10 +114,6 @@ def _count(document: dict, field: str) -> tuple[int | None, str | None]:
     return value, None
 
 
-def _may_be_unstorable(raw: bytes) -> bool:
-    return raw.count(b"[") + raw.count(b"{") > MAX_DEPTH or _RISKY.search(raw) is not None
-
-
 def _unstorable(document: dict) -> str | None:
     """Why PostgreSQL could not store the document as jsonb, or None; walks it without recursion."""
     pending = [(document, 1)]
@@ -132,8 +133,6 @@ def _unstorable(document: dict) -> str | None:
             problem = _text_problem(value)
             if problem:
                 return problem
-        elif isinstance(value, float) and math.isinf(value):
-            return "holds a number too large to store"
     return None
 
 
@@ -153,6 +152,17 @@ def _not_an_object(raw: bytes, reason: str) -> Record:
 
 def _refuse_constant(name: str):
     raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    # 1e999 would parse as inf here, and overflow numeric in PostgreSQL.
+    number = float(text)
+    if number in (math.inf, -math.inf):
+        raise ValueError(f"{_excerpt(text, 40)} is too large a number")
+    return number
+
+
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
 
 
 def _kind(value) -> str:

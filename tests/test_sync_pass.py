@@ -43,15 +43,33 @@ def test_a_first_pass_inserts_every_record_with_its_fields(engine, redis_client,
     assert (rows[key("PB-2")].success_count, rows[key("PB-2")].failure_count) == (0, 0)
 
 
-def test_a_pass_over_unchanged_values_rewrites_nothing_but_last_seen(engine, redis_client, playbook_pattern, key):
+def row_version(engine, redis_key: bytes) -> str:
+    with engine.connect() as connection:
+        return connection.execute(sa.text("select xmin::text from flywheel.playbooks where redis_key = :key"),
+                                  {"key": redis_key}).scalar_one()
+
+
+def test_a_pass_over_unchanged_values_writes_nothing(engine, redis_client, playbook_pattern, key):
     redis_client.set(key("PB-1"), playbook_value())
     run(engine, redis_client, playbook_pattern)
-    before = table(engine)[key("PB-1")]
+    before = row_version(engine, key("PB-1"))
     result = run(engine, redis_client, playbook_pattern)
-    after = table(engine)[key("PB-1")]
     assert (result.inserted, result.updated, result.unchanged) == (0, 0, 1)
-    assert after.changed_at == before.changed_at
+    assert row_version(engine, key("PB-1")) == before
+
+
+def test_an_unchanged_row_seen_longer_ago_than_the_resolution_gets_last_seen_bumped(
+        engine, redis_client, playbook_pattern, key):
+    redis_client.set(key("PB-1"), playbook_value())
+    run(engine, redis_client, playbook_pattern)
+    with engine.begin() as connection:
+        connection.execute(sa.text("update flywheel.playbooks set last_seen_at = last_seen_at - :age"),
+                           {"age": syncing.LAST_SEEN_RESOLUTION + timedelta(seconds=1)})
+    before = table(engine)[key("PB-1")]
+    run(engine, redis_client, playbook_pattern)
+    after = table(engine)[key("PB-1")]
     assert after.last_seen_at > before.last_seen_at
+    assert after.changed_at == before.changed_at
 
 
 def test_a_changed_value_is_rewritten(engine, redis_client, playbook_pattern, key):
