@@ -46,6 +46,7 @@ REDIS_TIMEOUT_SECONDS = 10.0
 # pass would cost more than the rest of a no-change pass. The exact "seen at" of every row present is
 # the start of the last complete pass in flywheel.sync_log.
 LAST_SEEN_RESOLUTION = timedelta(hours=1)
+NO_REDIS = f"no Redis given: set {REDIS_URL_ENV} or pass --redis-url (redis://host:6379/0)"
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.ClusterError)
 
 
@@ -130,7 +131,7 @@ def mask_redis_url(url: str) -> str:
 def connect_redis(url: str | None) -> redis.Redis | RedisCluster:
     """A client for the URL: a cluster client when the server says it is part of a Redis Cluster."""
     if not url:
-        raise RedisUnavailable(f"no Redis given: set {REDIS_URL_ENV} or pass --redis-url (redis://host:6379/0)")
+        raise RedisUnavailable(NO_REDIS)
     options = {"socket_timeout": REDIS_TIMEOUT_SECONDS, "socket_connect_timeout": REDIS_TIMEOUT_SECONDS}
     try:
         client = redis.Redis.from_url(url, **options)
@@ -144,7 +145,7 @@ def connect_redis(url: str | None) -> redis.Redis | RedisCluster:
 
 
 def redis_unavailable(url: str, exc: BaseException) -> RedisUnavailable:
-    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    detail = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else type(exc).__name__
     return RedisUnavailable(
         f"cannot reach Redis at {mask_redis_url(url)}: {detail}. "
         f"Check that the server is up and the URL is right ({REDIS_URL_ENV} or --redis-url)."
@@ -463,6 +464,40 @@ def apply_keys(engine: Engine, client, keys: Iterable[bytes], pattern: str = DEF
     for start in range(0, len(keys), SCAN_COUNT):
         _apply(engine, read_batch(client, keys[start:start + SCAN_COUNT], {}), prefix, result)
     return result
+
+
+@dataclass(frozen=True)
+class Health:
+    """Whether a complete pass finished recently: the worker's heartbeat is its sync_log rows."""
+
+    ok: bool
+    max_age_seconds: float
+    last_complete_sync_id: int | None
+    last_complete_finished_at: str | None
+    age_seconds: float | None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def line(self) -> str:
+        if self.last_complete_sync_id is None:
+            return "no complete sync pass recorded in flywheel.sync_log"
+        state = "ok" if self.ok else f"STALE (more than {self.max_age_seconds:g} s)"
+        return (f"{state}: last complete pass, sync {self.last_complete_sync_id}, finished "
+                f"{self.last_complete_finished_at} ({self.age_seconds:.0f} s ago)")
+
+
+def health(engine: Engine, max_age_seconds: float) -> Health:
+    with db.connect(engine) as connection:
+        db.require_schema(connection)
+        row = connection.execute(sa.text(
+            "select sync_id, finished_at, extract(epoch from clock_timestamp() - finished_at) as age"
+            " from flywheel.sync_log where complete order by sync_id desc limit 1"
+        )).one_or_none()
+    if row is None:
+        return Health(False, max_age_seconds, None, None, None)
+    age = float(row.age)
+    return Health(age <= max_age_seconds, max_age_seconds, row.sync_id, row.finished_at.isoformat(), age)
 
 
 def invalid_rows(engine: Engine) -> list[InvalidRow]:

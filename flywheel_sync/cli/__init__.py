@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from . import core, demo
+from . import core, demo, sync
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -29,5 +29,5 @@ def cli() -> None:
     """
 
 
-for command in (*core.COMMANDS, *demo.COMMANDS):
+for command in (*core.COMMANDS, *demo.COMMANDS, *sync.COMMANDS):
     cli.add_command(command)
