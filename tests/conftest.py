@@ -12,6 +12,9 @@ session (CREATE DATABASE ... TEMPLATE), so tests can commit, run concurrently an
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -164,3 +167,85 @@ def own_redis(tmp_path) -> Iterator[embedded.Server]:
 def playbook_pattern(redis_prefix) -> str:
     """The sync pattern of this test's keys: the default one under the test's own prefix."""
     return f"{redis_prefix}playbook:PB-*"
+
+
+@pytest.fixture
+def keyspace_events_restored(redis_client) -> Iterator[None]:
+    """The server's notify-keyspace-events as it was: a worker under test may turn flags on."""
+    before = redis_client.config_get("notify-keyspace-events")["notify-keyspace-events"]
+    yield
+    redis_client.config_set("notify-keyspace-events", before)
+
+
+class RestartablePostgres:
+    """A PostgreSQL server of one test's own, migrated, that the test may stop and start on its port."""
+
+    def __init__(self, folder) -> None:
+        self.folder = folder
+        self.url = embedded.start_postgres(folder).url
+        engine = db.create_engine(self.url, poolclass=sa.pool.NullPool)
+        with engine.begin() as connection:
+            generate.create_reference_schema(connection)
+        migrate.upgrade(engine)
+        engine.dispose()
+
+    def stop(self) -> None:
+        self._pg_ctl("-m", "fast", "stop")
+
+    def start(self) -> None:
+        """Start again on the same port (embedded.start_postgres would pick a new one)."""
+        port = db.parse_url(self.url).port
+        self._pg_ctl("-l", str(self.folder / "postgres.log"), "-w",
+                     "-o", f"-c listen_addresses=127.0.0.1 -p {port} -k {self.folder} -c fsync=off", "start")
+
+    def _pg_ctl(self, *arguments: str, check: bool = True) -> None:
+        pg_ctl = str(embedded._postgres_binaries() / "pg_ctl")
+        run_as = {"user": embedded.POSTGRES_SYSTEM_USER} if os.geteuid() == 0 else {}
+        subprocess.run([pg_ctl, "-D", str(self.folder / "data"), *arguments], check=check,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **run_as)
+
+
+@pytest.fixture
+def restartable_postgres(tmp_path) -> Iterator[RestartablePostgres]:
+    server = RestartablePostgres((tmp_path / "own-postgres").resolve())
+    yield server
+    server._pg_ctl("-m", "immediate", "stop", check=False)
+
+
+class RestartableRedis:
+    """A Redis server of one test's own on a fixed port, which the test may stop and start."""
+
+    def __init__(self, folder) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process = None
+        self.start()
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [embedded.redis_server_binary(), "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+             "--appendonly", "no", "--dir", str(self.folder)], stdout=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port)
+        for _ in range(100):
+            try:
+                client.ping()
+                break
+            except redis.exceptions.ConnectionError:
+                time.sleep(0.05)
+        client.close()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+@pytest.fixture
+def restartable_redis(tmp_path) -> Iterator[RestartableRedis]:
+    server = RestartableRedis(tmp_path / "own-redis")
+    yield server
+    if server.process.poll() is None:
+        server.stop()

@@ -1,0 +1,245 @@
+"""The follow mode against real servers: events applied, faults survived, one worker per database."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import redis
+import sqlalchemy as sa
+
+from flywheel_sync import db, worker
+from flywheel_sync import sync as syncing
+from tests.platform import mirror, playbook_value, sync_log
+
+pytestmark = pytest.mark.usefixtures("keyspace_events_restored")
+
+
+class Lines:
+    """A log stream the test can read while the worker writes it."""
+
+    def __init__(self) -> None:
+        self.lines: list[dict] = []
+
+    def write(self, text: str) -> None:
+        if text.strip():
+            self.lines.append(json.loads(text))
+
+    def flush(self) -> None:
+        pass
+
+    def events(self, name: str) -> list[dict]:
+        return [line for line in self.lines if line["event"] == name]
+
+
+class RunningWorker:
+    def __init__(self, engine, options: worker.FollowOptions) -> None:
+        self.log = Lines()
+        self.stopping = worker.Stopping()
+        self.failure: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(engine, options), daemon=True)
+        self.thread.start()
+
+    def _run(self, engine, options) -> None:
+        try:
+            worker.follow(engine, options, worker.Log(json_lines=True, stream=self.log), self.stopping)
+        except BaseException as exc:  # the test asserts on it
+            self.failure = exc
+
+    def stop(self) -> None:
+        self.stopping.event.set()
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+
+
+def eventually(check, seconds: float = 10.0):
+    deadline = time.monotonic() + seconds
+    while True:
+        outcome = check()
+        if outcome or time.monotonic() > deadline:
+            return outcome
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def start_worker():
+    running = []
+
+    def start(engine, redis_url, pattern, **options) -> RunningWorker:
+        options = {"reconcile_every": 300.0, "backoff_base": 0.2, "backoff_cap": 1.0, "lock_retry_seconds": 0.2,
+                   **options}
+        started = RunningWorker(engine, worker.FollowOptions(redis_url=redis_url, pattern=pattern, **options))
+        running.append(started)
+        return started
+
+    yield start
+    for started in running:
+        if started.thread.is_alive():
+            started.stop()
+
+
+def table(engine) -> dict:
+    with engine.connect() as connection:
+        return mirror(connection)
+
+
+@pytest.fixture
+def key(redis_prefix):
+    return lambda playbook: f"{redis_prefix}playbook:{playbook}".encode()
+
+
+def subscribed(running: RunningWorker) -> bool:
+    return bool(running.log.events("subscribed")) and bool(running.log.events("reconciled"))
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda client, key: client.set(key("PB-2"), playbook_value("approved")), {"PB-1": "draft", "PB-2": "approved"}),
+    (lambda client, key: client.set(key("PB-1"), playbook_value("deprecated")), {"PB-1": "deprecated"}),
+    (lambda client, key: client.delete(key("PB-1")), {}),
+    (lambda client, key: client.rename(key("PB-1"), key("PB-3")), {"PB-3": "draft"}),
+    (lambda client, key: client.pexpire(key("PB-1"), 1), {}),
+], ids=["set", "overwrite", "delete", "rename", "expire"])
+def test_the_worker_applies_each_kind_of_change_within_two_seconds(
+        engine, redis_client, redis_server_url, playbook_pattern, key, start_worker, change, expected):
+    redis_client.set(key("PB-1"), playbook_value("draft"))
+    running = start_worker(engine, redis_server_url, playbook_pattern)
+    assert eventually(lambda: subscribed(running))
+    change(redis_client, key)
+    statuses = lambda: {row.playbook_id: row.status for row in table(engine).values()}  # noqa: E731
+    assert eventually(lambda: statuses() == expected, seconds=2.0), statuses()
+
+
+def test_the_worker_reconciles_on_its_interval_what_no_event_told_it(
+        engine, redis_client, redis_server_url, playbook_pattern, key, start_worker):
+    running = start_worker(engine, redis_server_url, playbook_pattern, reconcile_every=0.5)
+    assert eventually(lambda: subscribed(running))
+    redis_client.config_set("notify-keyspace-events", "")
+    redis_client.set(key("PB-1"), playbook_value())
+    assert eventually(lambda: key("PB-1") in table(engine), seconds=5)
+
+
+def test_a_second_worker_waits_for_the_lock_and_says_who_holds_it(
+        engine, redis_server_url, playbook_pattern, start_worker):
+    first = start_worker(engine, redis_server_url, playbook_pattern)
+    assert eventually(lambda: first.log.events("lock_acquired"))
+    second = start_worker(engine, redis_server_url, playbook_pattern)
+    assert eventually(lambda: second.log.events("lock_busy"))
+    assert "flywheel-sync worker" in second.log.events("lock_busy")[0]["holder"]
+    first.stop()
+    assert eventually(lambda: second.log.events("lock_acquired"), seconds=5)
+
+
+def test_a_second_worker_told_not_to_wait_exits_with_the_reason(
+        engine, redis_server_url, playbook_pattern, start_worker):
+    first = start_worker(engine, redis_server_url, playbook_pattern)
+    assert eventually(lambda: first.log.events("lock_acquired"))
+    second = start_worker(engine, redis_server_url, playbook_pattern, wait_for_lock=False)
+    second.thread.join(10)
+    assert isinstance(second.failure, worker.SyncBusy)
+    assert "another sync worker holds the lock" in second.failure.message
+
+
+def test_a_one_pass_sync_refuses_to_run_beside_a_worker(engine, redis_server_url, playbook_pattern, start_worker):
+    running = start_worker(engine, redis_server_url, playbook_pattern)
+    assert eventually(lambda: running.log.events("lock_acquired"))
+    with pytest.raises(worker.SyncBusy):
+        with worker.exclusive(engine):
+            pass
+
+
+@pytest.mark.slow
+def test_the_worker_resumes_by_itself_when_postgresql_comes_back(restartable_postgres, redis_client,
+                                                                 redis_server_url, playbook_pattern, key,
+                                                                 start_worker):
+    engine = db.create_engine(restartable_postgres.url)
+    try:
+        running = start_worker(engine, redis_server_url, playbook_pattern)
+        assert eventually(lambda: subscribed(running))
+        restartable_postgres.stop()
+        redis_client.set(key("PB-1"), playbook_value())
+        assert eventually(lambda: running.log.events("database_unavailable"))
+        time.sleep(1)
+        restartable_postgres.start()
+        assert eventually(lambda: key("PB-1") in table(engine), seconds=15)
+        assert len(running.log.events("lock_acquired")) == 2
+    finally:
+        running.stop()
+        engine.dispose()
+
+
+@pytest.mark.slow
+def test_the_worker_resumes_by_itself_when_redis_comes_back(engine, restartable_redis, start_worker):
+    client = redis.Redis.from_url(restartable_redis.url)
+    running = start_worker(engine, restartable_redis.url, syncing.DEFAULT_PATTERN)
+    assert eventually(lambda: subscribed(running))
+    restartable_redis.stop()
+    assert eventually(lambda: running.log.events("redis_unavailable"))
+    restartable_redis.start()
+    client.set(b"playbook:PB-1", playbook_value())
+    assert eventually(lambda: b"playbook:PB-1" in table(engine), seconds=15)
+    retries = running.log.events("redis_unavailable")
+    assert all(line["retry_in_seconds"] <= 1.0 for line in retries)
+    client.close()
+
+
+def test_without_config_permission_the_worker_says_how_and_still_reconciles(engine, own_redis, start_worker):
+    admin = redis.Redis.from_url(own_redis.url)
+    admin.execute_command("ACL", "SETUSER", "playbooks", "on", ">secret", "~*", "&*", "+@all", "-config")
+    admin.set(b"playbook:PB-1", playbook_value())
+    limited_url = own_redis.url.replace("redis://", "redis://playbooks:secret@")
+    running = start_worker(engine, limited_url, syncing.DEFAULT_PATTERN, reconcile_every=0.5)
+    assert eventually(lambda: running.log.events("notifications_unavailable"))
+    assert "CONFIG SET notify-keyspace-events Kg$xe" in running.log.events("notifications_unavailable")[0]["fix"]
+    assert "secret" not in json.dumps(running.log.lines)
+    admin.set(b"playbook:PB-2", playbook_value())
+    assert eventually(lambda: b"playbook:PB-2" in table(engine), seconds=5)
+    admin.close()
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_pass_exits_zero_and_keeps_only_whole_batches(database_url, own_redis, tmp_path):
+    client = redis.Redis.from_url(own_redis.url)
+    syncing.load_sample_playbooks(client, "playbook:", 30 * syncing.SCAN_COUNT)
+    command = [sys.executable, "-m", "flywheel_sync", "sync", "--follow", "--log-format", "json"]
+    environment = {**os.environ, "FLYWHEEL_DATABASE_URL": database_url, "FLYWHEEL_REDIS_URL": own_redis.url}
+    process = subprocess.Popen(command, env=environment, stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:
+        if json.loads(line)["event"] == "subscribed":
+            break
+    time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    rest = [json.loads(line) for line in process.stderr]
+    assert process.wait(20) == 0
+    assert rest[-1]["event"] == "stopped"
+    engine = db.create_engine(database_url)
+    with engine.connect() as connection:
+        logged = sync_log(connection)[-1]
+        rows = connection.execute(sa.text("select count(*) from flywheel.playbooks")).scalar_one()
+    engine.dispose()
+    assert (logged.complete, logged.error) == (False, "stopped by signal")
+    assert rows == logged.inserted and rows % syncing.SCAN_COUNT == 0
+    assert 0 < rows < 30 * syncing.SCAN_COUNT
+    client.close()
+
+
+def test_backoff_doubles_up_to_its_cap_with_jitter():
+    backoff = worker.Backoff(base=0.5, cap=4.0)
+    delays = [backoff.next_delay() for _ in range(6)]
+    for delay, ceiling in zip(delays, [0.5, 1, 2, 4, 4, 4]):
+        assert ceiling / 2 <= delay <= ceiling
+    backoff.reset()
+    assert backoff.next_delay() <= 0.5
+
+
+def test_a_text_log_line_is_the_event_then_key_value_pairs():
+    lines = Lines.__new__(Lines)
+    captured = []
+    lines.write = captured.append
+    worker.Log(stream=lines)("applied", keys=3, error="two words", missing=None)
+    assert captured[0].split(" ", 1)[1] == 'applied keys=3 error="two words" missing=-'
