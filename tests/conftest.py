@@ -11,9 +11,12 @@ session (CREATE DATABASE ... TEMPLATE), so tests can commit, run concurrently an
 
 from __future__ import annotations
 
+import json
 import os
+import random
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,7 +25,7 @@ import pytest
 import redis
 import sqlalchemy as sa
 
-from flywheel_sync import db, embedded, generate, migrate
+from flywheel_sync import db, embedded, generate, migrate, worker
 
 TEST_DATABASE_ENV = "FLYWHEEL_TEST_DATABASE_URL"
 TEST_REDIS_ENV = "FLYWHEEL_TEST_REDIS_URL"
@@ -218,9 +221,7 @@ class RestartableRedis:
     def __init__(self, folder) -> None:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = _free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process = None
         self.start()
@@ -229,13 +230,8 @@ class RestartableRedis:
         self.process = subprocess.Popen(
             [embedded.redis_server_binary(), "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
              "--appendonly", "no", "--dir", str(self.folder)], stdout=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port)
-        for _ in range(100):
-            try:
-                client.ping()
-                break
-            except redis.exceptions.ConnectionError:
-                time.sleep(0.05)
+        client = redis.Redis(host="127.0.0.1", port=self.port)
+        _wait_until(client.ping, redis.exceptions.ConnectionError)
         client.close()
 
     def stop(self) -> None:
@@ -249,3 +245,131 @@ def restartable_redis(tmp_path) -> Iterator[RestartableRedis]:
     yield server
     if server.process.poll() is None:
         server.stop()
+
+
+class ThreePrimaryCluster:
+    """A Redis Cluster of three primaries on 127.0.0.1, slots split evenly, from redis_server_binary()."""
+
+    SLOT_RANGES = ((0, 5460), (5461, 10922), (10923, 16383))
+
+    def __init__(self, folder) -> None:
+        self.ports = [_free_cluster_port() for _ in self.SLOT_RANGES]
+        self.processes = []
+        for port in self.ports:
+            node_folder = folder / str(port)
+            node_folder.mkdir(parents=True)
+            self.processes.append(subprocess.Popen(
+                [embedded.redis_server_binary(), "--bind", "127.0.0.1", "--port", str(port), "--cluster-enabled", "yes",
+                 "--cluster-config-file", "nodes.conf", "--dir", str(node_folder), "--save", "", "--appendonly", "no"],
+                stdout=subprocess.DEVNULL))
+        nodes = [redis.Redis(host="127.0.0.1", port=port) for port in self.ports]
+        for node in nodes:
+            _wait_until(node.ping, redis.exceptions.ConnectionError)
+        for node, (first, last) in zip(nodes, self.SLOT_RANGES):
+            node.execute_command("CLUSTER", "ADDSLOTS", *range(first, last + 1))
+        for port in self.ports[1:]:
+            nodes[0].execute_command("CLUSTER", "MEET", "127.0.0.1", port)
+        _wait_until(lambda: all(b"cluster_state:ok" in node.execute_command("CLUSTER", "INFO") for node in nodes)
+                    and all(len(node.execute_command("CLUSTER", "NODES").splitlines()) == 3 for node in nodes))
+        for node in nodes:
+            node.close()
+        self.url = f"redis://127.0.0.1:{self.ports[0]}/0"
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            process.wait(10)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _free_cluster_port() -> int:
+    """A port whose cluster bus port (port + 10000) is free too, so at most 55535."""
+    while True:
+        port = random.randint(20000, 45000)
+        try:
+            with socket.socket() as first, socket.socket() as bus:
+                first.bind(("127.0.0.1", port))
+                bus.bind(("127.0.0.1", port + 10000))
+            return port
+        except OSError:
+            continue
+
+
+def _wait_until(check, *ignored: type[BaseException], seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if check() is not False:
+                return
+        except ignored:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{check} did not succeed within {seconds:.0f} s")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory) -> Iterator[ThreePrimaryCluster]:
+    cluster = ThreePrimaryCluster(tmp_path_factory.mktemp("redis-cluster"))
+    yield cluster
+    cluster.stop()
+
+
+class Lines:
+    """A log stream the test can read while the worker writes it."""
+
+    def __init__(self) -> None:
+        self.lines: list[dict] = []
+
+    def write(self, text: str) -> None:
+        if text.strip():
+            self.lines.append(json.loads(text))
+
+    def flush(self) -> None:
+        pass
+
+    def events(self, name: str) -> list[dict]:
+        return [line for line in self.lines if line["event"] == name]
+
+
+class RunningWorker:
+    def __init__(self, engine, options: worker.FollowOptions) -> None:
+        self.log = Lines()
+        self.stopping = worker.Stopping()
+        self.failure: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(engine, options), daemon=True)
+        self.thread.start()
+
+    def _run(self, engine, options) -> None:
+        try:
+            worker.follow(engine, options, worker.Log(json_lines=True, stream=self.log), self.stopping)
+        except BaseException as exc:  # the test asserts on it
+            self.failure = exc
+
+    def stop(self) -> None:
+        self.stopping.event.set()
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+
+
+@pytest.fixture
+def start_worker():
+    running = []
+
+    def start(engine, redis_url, pattern, **options) -> RunningWorker:
+        options = {"reconcile_every": 300.0, "backoff_base": 0.2, "backoff_cap": 1.0, "lock_retry_seconds": 0.2,
+                   **options}
+        started = RunningWorker(engine, worker.FollowOptions(redis_url=redis_url, pattern=pattern, **options))
+        running.append(started)
+        return started
+
+    yield start
+    for started in running:
+        if started.thread.is_alive():
+            started.stop()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import time
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -109,3 +110,12 @@ def mirror(connection: sa.Connection) -> dict[bytes, sa.Row]:
 
 def sync_log(connection: sa.Connection) -> list[sa.Row]:
     return connection.execute(sa.text("select * from flywheel.sync_log order by sync_id")).all()
+
+
+def eventually(check, seconds: float = 10.0):
+    deadline = time.monotonic() + seconds
+    while True:
+        outcome = check()
+        if outcome or time.monotonic() > deadline:
+            return outcome
+        time.sleep(0.05)

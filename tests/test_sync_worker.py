@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -16,72 +16,9 @@ import sqlalchemy as sa
 
 from flywheel_sync import db, worker
 from flywheel_sync import sync as syncing
-from tests.platform import mirror, playbook_value, sync_log
+from tests.platform import eventually, mirror, playbook_value, sync_log
 
 pytestmark = pytest.mark.usefixtures("keyspace_events_restored")
-
-
-class Lines:
-    """A log stream the test can read while the worker writes it."""
-
-    def __init__(self) -> None:
-        self.lines: list[dict] = []
-
-    def write(self, text: str) -> None:
-        if text.strip():
-            self.lines.append(json.loads(text))
-
-    def flush(self) -> None:
-        pass
-
-    def events(self, name: str) -> list[dict]:
-        return [line for line in self.lines if line["event"] == name]
-
-
-class RunningWorker:
-    def __init__(self, engine, options: worker.FollowOptions) -> None:
-        self.log = Lines()
-        self.stopping = worker.Stopping()
-        self.failure: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, args=(engine, options), daemon=True)
-        self.thread.start()
-
-    def _run(self, engine, options) -> None:
-        try:
-            worker.follow(engine, options, worker.Log(json_lines=True, stream=self.log), self.stopping)
-        except BaseException as exc:  # the test asserts on it
-            self.failure = exc
-
-    def stop(self) -> None:
-        self.stopping.event.set()
-        self.thread.join(30)
-        assert not self.thread.is_alive()
-
-
-def eventually(check, seconds: float = 10.0):
-    deadline = time.monotonic() + seconds
-    while True:
-        outcome = check()
-        if outcome or time.monotonic() > deadline:
-            return outcome
-        time.sleep(0.05)
-
-
-@pytest.fixture
-def start_worker():
-    running = []
-
-    def start(engine, redis_url, pattern, **options) -> RunningWorker:
-        options = {"reconcile_every": 300.0, "backoff_base": 0.2, "backoff_cap": 1.0, "lock_retry_seconds": 0.2,
-                   **options}
-        started = RunningWorker(engine, worker.FollowOptions(redis_url=redis_url, pattern=pattern, **options))
-        running.append(started)
-        return started
-
-    yield start
-    for started in running:
-        if started.thread.is_alive():
-            started.stop()
 
 
 def table(engine) -> dict:
@@ -238,8 +175,6 @@ def test_backoff_doubles_up_to_its_cap_with_jitter():
 
 
 def test_a_text_log_line_is_the_event_then_key_value_pairs():
-    lines = Lines.__new__(Lines)
-    captured = []
-    lines.write = captured.append
-    worker.Log(stream=lines)("applied", keys=3, error="two words", missing=None)
-    assert captured[0].split(" ", 1)[1] == 'applied keys=3 error="two words" missing=-'
+    stream = io.StringIO()
+    worker.Log(stream=stream)("applied", keys=3, error="two words", missing=None)
+    assert stream.getvalue().split(" ", 1)[1] == 'applied keys=3 error="two words" missing=-\n'
