@@ -32,7 +32,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import sqlalchemy as sa
+from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
+from redis.retry import Retry
 from sqlalchemy.engine import Engine
 
 from . import db, playbooks
@@ -134,7 +136,10 @@ def connect_redis(url: str | None) -> redis.Redis | RedisCluster:
         raise RedisUnavailable(NO_REDIS)
     options = {"socket_timeout": REDIS_TIMEOUT_SECONDS, "socket_connect_timeout": REDIS_TIMEOUT_SECONDS}
     try:
-        client = redis.Redis.from_url(url, **options)
+        # No silent reconnects: a connection dropped mid-SCAN must end the pass as incomplete, and a
+        # keyspace subscription that reconnected by itself would hide the events it lost meanwhile.
+        # The worker retries, with its own backoff, from a full pass.
+        client = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **options)
         cluster = client.info("cluster").get("cluster_enabled") == 1
         if cluster:
             client.close()

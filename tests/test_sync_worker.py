@@ -52,6 +52,20 @@ def test_the_worker_applies_each_kind_of_change_within_two_seconds(
     assert eventually(lambda: statuses() == expected, seconds=2.0), statuses()
 
 
+def test_the_worker_follows_a_database_number_other_than_zero(engine, redis_server_url, playbook_pattern, key,
+                                                            start_worker):
+    other_database = redis_server_url.rsplit("/", 1)[0] + "/5"
+    client = redis.Redis.from_url(other_database)
+    running = start_worker(engine, other_database, playbook_pattern)
+    assert eventually(lambda: subscribed(running))
+    try:
+        client.set(key("PB-1"), playbook_value())
+        assert eventually(lambda: key("PB-1") in table(engine), seconds=2)
+    finally:
+        client.delete(key("PB-1"))
+        client.close()
+
+
 def test_the_worker_reconciles_on_its_interval_what_no_event_told_it(
         engine, redis_client, redis_server_url, playbook_pattern, key, start_worker):
     running = start_worker(engine, redis_server_url, playbook_pattern, reconcile_every=0.5)
