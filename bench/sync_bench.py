@@ -26,6 +26,7 @@ from pathlib import Path
 
 import redis
 import sqlalchemy as sa
+from redis.utils import HIREDIS_AVAILABLE
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -98,6 +99,7 @@ def run(keys: int, repeat: int) -> dict:
         engine.dispose()
         drop_bench_database(servers.database_url)
     return {"keys": keys, "repeat": repeat, "cpus": os.cpu_count(), "load_average": os.getloadavg(),
+            "redis_parser": "hiredis" if HIREDIS_AVAILABLE else "python",
             "redis": syncing.mask_redis_url(servers.redis_url), "database": db.mask(servers.database_url),
             "results": rows}
 
@@ -121,7 +123,8 @@ def main() -> None:
         print(json.dumps(report, indent=2))
         return
     print(f"{report['keys']:,} keys, median of {report['repeat']}, {report['cpus']} CPUs, "
-          f"load {report['load_average'][0]:.2f}; Redis {report['redis']}; PostgreSQL {report['database']}")
+          f"load {report['load_average'][0]:.2f}; Redis {report['redis']} ({report['redis_parser']} parser); "
+          f"PostgreSQL {report['database']}")
     print(f"{'run':<28}{'seconds':>9}{'keys/s':>11}{'vs old':>9}")
     for row in report["results"]:
         print(f"{row['run']:<28}{row['seconds']:>9.3f}{row['keys_per_second']:>11,}{row['speedup_vs_old']:>8.1f}x")

@@ -44,6 +44,7 @@ from .errors import FlywheelError
 DEFAULT_PATTERN = "playbook:PB-*"
 SCAN_COUNT = 1000
 REDIS_TIMEOUT_SECONDS = 10.0
+WRITER_THREADS = 2
 # last_seen_at of an unchanged row is bumped only when older than this: bumping every row on every
 # pass would cost more than the rest of a no-change pass. The exact "seen at" of every row present is
 # the start of the last complete pass in flywheel.sync_log.
@@ -366,18 +367,23 @@ class Interrupted(Exception):
 
 
 class BatchWriter:
-    """Writes batches on a thread of its own, so PostgreSQL works while the next batch is read.
+    """Writes batches on WRITER_THREADS threads, each with its connection, while the next batch is read.
 
-    The queue is short: Redis is never more than two batches ahead, and a batch handed over is
-    always written (or its transaction rolled back) before :meth:`close` returns.
+    On two cores, PostgreSQL's work (parsing jsonb, the index) then runs beside the reading thread's
+    Python. The threads never touch one row both: a pass hands each key over once. The queue is short,
+    so Redis is never far ahead, and every batch handed over is written (or its transaction rolled
+    back) before :meth:`close` returns.
     """
 
     def __init__(self, engine: Engine, prefix: bytes, result: PassResult) -> None:
         self.engine, self.prefix, self.result = engine, prefix, result
-        self.queue: queue.Queue[Batch | None] = queue.Queue(maxsize=2)
+        self.queue: queue.Queue[Batch | None] = queue.Queue(maxsize=2 * WRITER_THREADS)
+        self.counting = threading.Lock()
         self.failure: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="flywheel-sync-writer", daemon=True)
-        self.thread.start()
+        self.threads = [threading.Thread(target=self._run, name=f"flywheel-sync-writer-{number}", daemon=True)
+                        for number in range(WRITER_THREADS)]
+        for thread in self.threads:
+            thread.start()
 
     def put(self, batch: Batch) -> None:
         while True:
@@ -389,9 +395,15 @@ class BatchWriter:
                 continue
 
     def close(self) -> None:
-        if self.thread.is_alive():
-            self.queue.put(None)
-            self.thread.join()
+        for thread in self.threads:
+            while thread.is_alive():
+                try:
+                    self.queue.put(None, timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
+        for thread in self.threads:
+            thread.join()
         self._raise_failure()
 
     def _raise_failure(self) -> None:
@@ -400,11 +412,15 @@ class BatchWriter:
 
     def _run(self) -> None:
         while (batch := self.queue.get()) is not None:
+            if self.failure is not None:
+                continue
             try:
-                _apply(self.engine, batch, self.prefix, self.result)
+                counts = _write(self.engine, batch, self.prefix)
             except BaseException as exc:  # handed to the reading thread, which raises it
                 self.failure = exc
-                return
+                continue
+            with self.counting:
+                _count(self.result, batch, counts)
 
 
 def sync_pass(engine: Engine, client, pattern: str = DEFAULT_PATTERN, mode: str = "pass",
@@ -450,9 +466,13 @@ def sync_pass(engine: Engine, client, pattern: str = DEFAULT_PATTERN, mode: str 
     return result
 
 
-def _apply(engine: Engine, batch: Batch, prefix: bytes, result: PassResult) -> None:
+def _write(engine: Engine, batch: Batch, prefix: bytes) -> tuple[int, int, int, int]:
     with db.connect(engine) as connection:
-        inserted, updated, rewritten_equal, removed = write_batch(connection, batch, prefix)
+        return write_batch(connection, batch, prefix)
+
+
+def _count(result: PassResult, batch: Batch, counts: tuple[int, int, int, int]) -> None:
+    inserted, updated, rewritten_equal, removed = counts
     result.scanned += len(batch.keys) + len(batch.unchanged)
     result.inserted += inserted
     result.updated += updated
@@ -467,7 +487,8 @@ def apply_keys(engine: Engine, client, keys: Iterable[bytes], pattern: str = DEF
     keys = list(dict.fromkeys(keys))
     prefix = key_prefix(pattern)
     for start in range(0, len(keys), SCAN_COUNT):
-        _apply(engine, read_batch(client, keys[start:start + SCAN_COUNT], {}), prefix, result)
+        batch = read_batch(client, keys[start:start + SCAN_COUNT], {})
+        _count(result, batch, _write(engine, batch, prefix))
     return result
 
 
