@@ -320,7 +320,7 @@ def known_rows(engine: Engine) -> dict[bytes, Known]:
         cursor.execute(
             "select redis_key, content_hash, valid, last_seen_at < now() - %s from flywheel.playbooks",
             (LAST_SEEN_RESOLUTION,), binary=True)
-        return {key: Known(content_hash, valid, stale) for key, content_hash, valid, stale in cursor}
+        return {key: Known(content_hash, valid, stale) for key, content_hash, valid, stale in cursor.fetchall()}
 
 
 def write_batch(connection: sa.Connection, batch: Batch, prefix: bytes) -> tuple[int, int, int, int]:
