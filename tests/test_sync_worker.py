@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from flywheel_sync import db, worker
 from flywheel_sync import sync as syncing
+from flywheel_sync.playbooks import validate, wrong_type
 from tests.platform import eventually, mirror, playbook_value, sync_log
 
 pytestmark = pytest.mark.usefixtures("keyspace_events_restored")
@@ -192,3 +193,44 @@ def test_a_text_log_line_is_the_event_then_key_value_pairs():
     stream = io.StringIO()
     worker.Log(stream=stream)("applied", keys=3, error="two words", missing=None)
     assert stream.getvalue().split(" ", 1)[1] == 'applied keys=3 error="two words" missing=-\n'
+
+
+HOSTILE_VALUES = [
+    b"not json", b"[1, 2]", b'"a string"', b'{"status": 7}', b'{"status": "approved", "success_count": -3}',
+    b'{"status": "approved", "success_count": 2.5}', b'{"status": "approved", "failure_count": 99999999999999999999}',
+    b'{"status": "approved", "success_count": "12"}', b'{"status": "approved", "success_count": NaN}',
+    b'{"status": "approved", "x": Infinity}', b"[" * 5000 + b"]" * 5000, b'{"status": "\\u0000"}',
+    b'{"status": "approved", "name": "\\ud800"}', b"\xff\xfe", b'{"status": "approved", "blob": "' + b"x" * 2_000_000 + b'"}',
+]
+
+
+def test_hostile_records_and_faults_injected_while_the_worker_runs_end_with_the_table_equal_to_redis(
+        engine, redis_client, redis_server_url, playbook_pattern, key, start_worker):
+    redis_client.mset({key(f"PB-{number}"): playbook_value("approved", number, 1) for number in range(200)})
+    running = start_worker(engine, redis_server_url, playbook_pattern, reconcile_every=1.0)
+    assert eventually(lambda: subscribed(running))
+    for number, value in enumerate(HOSTILE_VALUES):
+        redis_client.set(key(f"PB-{number}"), value)
+    redis_client.delete(*[key(f"PB-{number}") for number in range(20, 40)])
+    for number in range(40, 50):
+        redis_client.rename(key(f"PB-{number}"), key(f"PB-renamed-{number}"))
+    redis_client.delete(key("PB-60"))
+    redis_client.hset(key("PB-60"), "status", "approved")
+    redis_client.delete(key("PB-61"))
+    redis_client.lpush(key("PB-61"), "x")
+    redis_client.set(key("PB-62"), playbook_value(), px=20)
+    redis_client.set(key("PB-\xff odd bytes \x00"), playbook_value("draft"))
+
+    def redis_now() -> dict:
+        expected = {}
+        for found in redis_client.scan_iter(match=playbook_pattern, count=1000):
+            kind = redis_client.type(found).decode()
+            record = validate(redis_client.get(found)) if kind == "string" else wrong_type(kind)
+            expected[found] = record.invalid_reason
+        return expected
+
+    def table_now() -> dict:
+        return {redis_key: row.invalid_reason for redis_key, row in table(engine).items()}
+
+    assert eventually(lambda: table_now() == redis_now(), seconds=10), set(table_now().items()) ^ set(redis_now().items())
+    assert sum(reason is not None for reason in table_now().values()) == len(HOSTILE_VALUES) + 2
