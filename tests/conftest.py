@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import socket
 import subprocess
 import threading
@@ -373,3 +374,31 @@ def start_worker():
     for started in running:
         if started.thread.is_alive():
             started.stop()
+
+
+@pytest.fixture
+def tls_redis_url(tmp_path) -> Iterator[str]:
+    """A rediss:// URL (password, database 3, a CA of the test's own) of a TLS-only Redis server."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs openssl to make a certificate")
+    folder = tmp_path / "tls-redis"
+    folder.mkdir()
+    openssl = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+               "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(folder / "key.pem"), "-out", str(folder / "cert.pem")]
+    subprocess.run(openssl, check=True, capture_output=True)
+    port = _free_port()
+    process = subprocess.Popen(
+        [embedded.redis_server_binary(), "--bind", "127.0.0.1", "--port", "0", "--tls-port", str(port),
+         "--tls-cert-file", str(folder / "cert.pem"), "--tls-key-file", str(folder / "key.pem"),
+         "--tls-ca-cert-file", str(folder / "cert.pem"), "--tls-auth-clients", "no", "--requirepass", "secret",
+         "--save", "", "--appendonly", "no", "--dir", str(folder)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"rediss://:secret@127.0.0.1:{port}/3?ssl_ca_certs={folder / 'cert.pem'}"
+    try:
+        _wait_until(lambda: redis.Redis.from_url(url).ping(), redis.exceptions.ConnectionError, seconds=10)
+    except TimeoutError:
+        process.kill()
+        pytest.skip(f"{embedded.redis_server_binary()} does not serve TLS: {process.stderr.read()[-300:]!r}")
+    yield url
+    process.terminate()
+    process.wait(10)

@@ -215,3 +215,11 @@ def test_keys_named_by_events_are_not_deleted_by_the_pass(engine, redis_client, 
     redis_client.delete(key("PB-1"))
     result = run(engine, redis_client, playbook_pattern, protected=lambda: {key("PB-1")})
     assert (result.deleted, set(table(engine))) == (0, {key("PB-1")})
+
+
+def test_a_pass_reads_redis_over_tls_with_a_password_and_a_database_number(engine, tls_redis_url):
+    client = syncing.connect_redis(tls_redis_url)
+    client.set(b"playbook:PB-1", playbook_value())
+    result = run(engine, client, syncing.DEFAULT_PATTERN)
+    assert (result.complete, set(table(engine))) == (True, {b"playbook:PB-1"})
+    assert client.connection_pool.connection_kwargs["db"] == 3
