@@ -234,6 +234,8 @@ def _work(engine, options: FollowOptions, log: Log, stopping: Stopping, totals: 
                 totals.passes += 1
                 log("reconciled", **{key: value for key, value in result.as_dict().items() if key != "mode"})
                 if not result.complete:
+                    if stopping:
+                        return
                     raise redis.exceptions.ConnectionError(result.error or "incomplete pass")
                 backoff.reset()
                 next_pass = now + options.reconcile_every

@@ -174,6 +174,12 @@ def playbook_pattern(redis_prefix) -> str:
 
 
 @pytest.fixture
+def playbook_key(redis_prefix):
+    """The Redis key of a playbook id under the test's own prefix: playbook_key("PB-1")."""
+    return lambda playbook: f"{redis_prefix}playbook:{playbook}".encode()
+
+
+@pytest.fixture
 def keyspace_events_restored(redis_client) -> Iterator[None]:
     """The server's notify-keyspace-events as it was: a worker under test may turn flags on."""
     before = redis_client.config_get("notify-keyspace-events")["notify-keyspace-events"]

@@ -108,6 +108,12 @@ def mirror(connection: sa.Connection) -> dict[bytes, sa.Row]:
     return {bytes(row.redis_key): row for row in rows}
 
 
+def mirror_of(engine: sa.Engine) -> dict[bytes, sa.Row]:
+    """flywheel.playbooks by Redis key, read in a connection of its own."""
+    with engine.connect() as connection:
+        return mirror(connection)
+
+
 def sync_log(connection: sa.Connection) -> list[sa.Row]:
     return connection.execute(sa.text("select * from flywheel.sync_log order by sync_id")).all()
 

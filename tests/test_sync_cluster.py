@@ -8,7 +8,7 @@ import pytest
 from redis.cluster import RedisCluster
 
 from flywheel_sync import sync as syncing
-from tests.platform import eventually, mirror, playbook_value
+from tests.platform import eventually, mirror_of, playbook_value
 
 pytestmark = pytest.mark.slow
 
@@ -22,11 +22,6 @@ def cluster_client(redis_cluster):
     client.close()
 
 
-def table(engine) -> dict:
-    with engine.connect() as connection:
-        return mirror(connection)
-
-
 def test_the_client_of_a_cluster_url_is_a_cluster_client(redis_cluster):
     assert isinstance(syncing.connect_redis(redis_cluster.url), RedisCluster)
 
@@ -36,7 +31,7 @@ def test_a_pass_sees_the_keys_of_every_primary(engine, redis_cluster, cluster_cl
     on_nodes = {cluster_client.get_node_from_key(f"playbook:PB-{n}").port for n in range(1, 3001)}
     result = syncing.sync_pass(engine, syncing.connect_redis(redis_cluster.url))
     assert len(on_nodes) == 3
-    assert (result.complete, result.scanned, len(table(engine))) == (True, 3000, 3000)
+    assert (result.complete, result.scanned, len(mirror_of(engine))) == (True, 3000, 3000)
 
 
 def test_the_worker_follows_changes_on_every_primary(engine, redis_cluster, cluster_client, start_worker):
@@ -47,5 +42,5 @@ def test_the_worker_follows_changes_on_every_primary(engine, redis_cluster, clus
     for key in keys:
         cluster_client.set(key, playbook_value())
     started = time.monotonic()
-    assert eventually(lambda: len(table(engine)) == 30, seconds=3)
+    assert eventually(lambda: len(mirror_of(engine)) == 30, seconds=3)
     assert time.monotonic() - started < 3

@@ -17,22 +17,12 @@ import sqlalchemy as sa
 from flywheel_sync import db, worker
 from flywheel_sync import sync as syncing
 from flywheel_sync.playbooks import validate, wrong_type
-from tests.platform import eventually, mirror, playbook_value, sync_log
+from tests.platform import eventually, mirror_of, playbook_value, sync_log
 
 pytestmark = pytest.mark.usefixtures("keyspace_events_restored")
 
 
-def table(engine) -> dict:
-    with engine.connect() as connection:
-        return mirror(connection)
-
-
-@pytest.fixture
-def key(redis_prefix):
-    return lambda playbook: f"{redis_prefix}playbook:{playbook}".encode()
-
-
-def subscribed(running: RunningWorker) -> bool:
+def subscribed(running) -> bool:
     return bool(running.log.events("subscribed")) and bool(running.log.events("reconciled"))
 
 
@@ -44,36 +34,36 @@ def subscribed(running: RunningWorker) -> bool:
     (lambda client, key: client.pexpire(key("PB-1"), 1), {}),
 ], ids=["set", "overwrite", "delete", "rename", "expire"])
 def test_the_worker_applies_each_kind_of_change_within_two_seconds(
-        engine, redis_client, redis_server_url, playbook_pattern, key, start_worker, change, expected):
-    redis_client.set(key("PB-1"), playbook_value("draft"))
+        engine, redis_client, redis_server_url, playbook_pattern, playbook_key, start_worker, change, expected):
+    redis_client.set(playbook_key("PB-1"), playbook_value("draft"))
     running = start_worker(engine, redis_server_url, playbook_pattern)
     assert eventually(lambda: subscribed(running))
-    change(redis_client, key)
-    statuses = lambda: {row.playbook_id: row.status for row in table(engine).values()}  # noqa: E731
+    change(redis_client, playbook_key)
+    statuses = lambda: {row.playbook_id: row.status for row in mirror_of(engine).values()}  # noqa: E731
     assert eventually(lambda: statuses() == expected, seconds=2.0), statuses()
 
 
-def test_the_worker_follows_a_database_number_other_than_zero(engine, redis_server_url, playbook_pattern, key,
+def test_the_worker_follows_a_database_number_other_than_zero(engine, redis_server_url, playbook_pattern, playbook_key,
                                                             start_worker):
     other_database = redis_server_url.rsplit("/", 1)[0] + "/5"
     client = redis.Redis.from_url(other_database)
     running = start_worker(engine, other_database, playbook_pattern)
     assert eventually(lambda: subscribed(running))
     try:
-        client.set(key("PB-1"), playbook_value())
-        assert eventually(lambda: key("PB-1") in table(engine), seconds=2)
+        client.set(playbook_key("PB-1"), playbook_value())
+        assert eventually(lambda: playbook_key("PB-1") in mirror_of(engine), seconds=2)
     finally:
-        client.delete(key("PB-1"))
+        client.delete(playbook_key("PB-1"))
         client.close()
 
 
 def test_the_worker_reconciles_on_its_interval_what_no_event_told_it(
-        engine, redis_client, redis_server_url, playbook_pattern, key, start_worker):
+        engine, redis_client, redis_server_url, playbook_pattern, playbook_key, start_worker):
     running = start_worker(engine, redis_server_url, playbook_pattern, reconcile_every=0.5)
     assert eventually(lambda: subscribed(running))
     redis_client.config_set("notify-keyspace-events", "")
-    redis_client.set(key("PB-1"), playbook_value())
-    assert eventually(lambda: key("PB-1") in table(engine), seconds=5)
+    redis_client.set(playbook_key("PB-1"), playbook_value())
+    assert eventually(lambda: playbook_key("PB-1") in mirror_of(engine), seconds=5)
 
 
 def test_a_second_worker_waits_for_the_lock_and_says_who_holds_it(
@@ -107,18 +97,18 @@ def test_a_one_pass_sync_refuses_to_run_beside_a_worker(engine, redis_server_url
 
 @pytest.mark.slow
 def test_the_worker_resumes_by_itself_when_postgresql_comes_back(restartable_postgres, redis_client,
-                                                                 redis_server_url, playbook_pattern, key,
+                                                                 redis_server_url, playbook_pattern, playbook_key,
                                                                  start_worker):
     engine = db.create_engine(restartable_postgres.url)
     try:
         running = start_worker(engine, redis_server_url, playbook_pattern)
         assert eventually(lambda: subscribed(running))
         restartable_postgres.stop()
-        redis_client.set(key("PB-1"), playbook_value())
+        redis_client.set(playbook_key("PB-1"), playbook_value())
         assert eventually(lambda: running.log.events("database_unavailable"))
         time.sleep(1)
         restartable_postgres.start()
-        assert eventually(lambda: key("PB-1") in table(engine), seconds=15)
+        assert eventually(lambda: playbook_key("PB-1") in mirror_of(engine), seconds=15)
         assert len(running.log.events("lock_acquired")) == 2
     finally:
         running.stop()
@@ -134,7 +124,7 @@ def test_the_worker_resumes_by_itself_when_redis_comes_back(engine, restartable_
     assert eventually(lambda: running.log.events("redis_unavailable"))
     restartable_redis.start()
     client.set(b"playbook:PB-1", playbook_value())
-    assert eventually(lambda: b"playbook:PB-1" in table(engine), seconds=15)
+    assert eventually(lambda: b"playbook:PB-1" in mirror_of(engine), seconds=15)
     retries = running.log.events("redis_unavailable")
     assert all(line["retry_in_seconds"] <= 1.0 for line in retries)
     client.close()
@@ -150,7 +140,7 @@ def test_without_config_permission_the_worker_says_how_and_still_reconciles(engi
     assert "CONFIG SET notify-keyspace-events Kg$xe" in running.log.events("notifications_unavailable")[0]["fix"]
     assert "secret" not in json.dumps(running.log.lines)
     admin.set(b"playbook:PB-2", playbook_value())
-    assert eventually(lambda: b"playbook:PB-2" in table(engine), seconds=5)
+    assert eventually(lambda: b"playbook:PB-2" in mirror_of(engine), seconds=5)
     admin.close()
 
 
@@ -205,21 +195,21 @@ HOSTILE_VALUES = [
 
 
 def test_hostile_records_and_faults_injected_while_the_worker_runs_end_with_the_table_equal_to_redis(
-        engine, redis_client, redis_server_url, playbook_pattern, key, start_worker):
-    redis_client.mset({key(f"PB-{number}"): playbook_value("approved", number, 1) for number in range(200)})
+        engine, redis_client, redis_server_url, playbook_pattern, playbook_key, start_worker):
+    redis_client.mset({playbook_key(f"PB-{number}"): playbook_value("approved", number, 1) for number in range(200)})
     running = start_worker(engine, redis_server_url, playbook_pattern, reconcile_every=1.0)
     assert eventually(lambda: subscribed(running))
     for number, value in enumerate(HOSTILE_VALUES):
-        redis_client.set(key(f"PB-{number}"), value)
-    redis_client.delete(*[key(f"PB-{number}") for number in range(20, 40)])
+        redis_client.set(playbook_key(f"PB-{number}"), value)
+    redis_client.delete(*[playbook_key(f"PB-{number}") for number in range(20, 40)])
     for number in range(40, 50):
-        redis_client.rename(key(f"PB-{number}"), key(f"PB-renamed-{number}"))
-    redis_client.delete(key("PB-60"))
-    redis_client.hset(key("PB-60"), "status", "approved")
-    redis_client.delete(key("PB-61"))
-    redis_client.lpush(key("PB-61"), "x")
-    redis_client.set(key("PB-62"), playbook_value(), px=20)
-    redis_client.set(key("PB-\xff odd bytes \x00"), playbook_value("draft"))
+        redis_client.rename(playbook_key(f"PB-{number}"), playbook_key(f"PB-renamed-{number}"))
+    redis_client.delete(playbook_key("PB-60"))
+    redis_client.hset(playbook_key("PB-60"), "status", "approved")
+    redis_client.delete(playbook_key("PB-61"))
+    redis_client.lpush(playbook_key("PB-61"), "x")
+    redis_client.set(playbook_key("PB-62"), playbook_value(), px=20)
+    redis_client.set(playbook_key("PB-\xff odd bytes \x00"), playbook_value("draft"))
 
     def redis_now() -> dict:
         expected = {}
@@ -230,7 +220,7 @@ def test_hostile_records_and_faults_injected_while_the_worker_runs_end_with_the_
         return expected
 
     def table_now() -> dict:
-        return {redis_key: row.invalid_reason for redis_key, row in table(engine).items()}
+        return {redis_key: row.invalid_reason for redis_key, row in mirror_of(engine).items()}
 
     assert eventually(lambda: table_now() == redis_now(), seconds=10), set(table_now().items()) ^ set(redis_now().items())
     assert sum(reason is not None for reason in table_now().values()) == len(HOSTILE_VALUES) + 2
