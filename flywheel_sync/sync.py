@@ -24,12 +24,13 @@ import queue
 import random
 import threading
 import time
-from datetime import timedelta
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from typing import NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
 import redis
 import sqlalchemy as sa
 from redis.backoff import NoBackoff
@@ -94,6 +95,7 @@ class Batch:
     keys: list[bytes] = field(default_factory=list)
     records: list[playbooks.Record] = field(default_factory=list)
     hashes: list[bytes] = field(default_factory=list)
+    new: list[bool] = field(default_factory=list)
     unchanged: list[bytes] = field(default_factory=list)
     stale: list[bytes] = field(default_factory=list)
     gone: list[bytes] = field(default_factory=list)
@@ -196,28 +198,33 @@ def redis_types(client, keys: list[bytes]) -> list[str]:
     return [kind.decode() if isinstance(kind, bytes) else kind for kind in pipeline.execute()]
 
 
-def read_batch(client, keys: list[bytes], known: dict[bytes, Known]) -> Batch:
-    """Read ``keys`` and sort them: new or changed (validated), unchanged, gone, of another type."""
+def read_batch(client, keys: list[bytes], known: dict[bytes, Known] | None) -> Batch:
+    """Read ``keys`` and sort them: new or changed (validated), unchanged, gone, of another type.
+
+    ``known`` is the table as the pass found it; None when unknown (every key is then written with
+    an upsert, as the follow mode does for the keys its events name).
+    """
     batch = Batch()
     values = read_values(client, keys)
     missing = [key for key, value in zip(keys, values) if value is None]
     found = {key: value for key, value in zip(keys, values) if value is not None}
     if missing:
-        _read_missing(client, missing, found, batch)
+        _read_missing(client, missing, found, batch, known)
     for key, value in found.items():
         content_hash = hashlib.blake2b(value, digest_size=16).digest()
-        before = known.get(key)
+        before = known.get(key) if known is not None else None
         if before is not None and before.content_hash == content_hash:
             batch.unchanged.append(key)
             if before.stale:
                 batch.stale.append(key)
             batch.invalid += not before.valid
             continue
-        _add(batch, key, playbooks.validate(value), content_hash)
+        _add(batch, key, playbooks.validate(value), content_hash, _is_new(key, known))
     return batch
 
 
-def _read_missing(client, missing: list[bytes], found: dict[bytes, bytes], batch: Batch) -> None:
+def _read_missing(client, missing: list[bytes], found: dict[bytes, bytes], batch: Batch,
+                  known: dict[bytes, Known] | None) -> None:
     """MGET gives None both for a key gone since SCAN and for a key of another type: TYPE tells them apart."""
     reappeared = []
     for key, kind in zip(missing, redis_types(client, missing)):
@@ -226,7 +233,8 @@ def _read_missing(client, missing: list[bytes], found: dict[bytes, bytes], batch
         elif kind == "string":
             reappeared.append(key)
         else:
-            _add(batch, key, playbooks.wrong_type(kind), hashlib.blake2b(b"type:" + kind.encode(), digest_size=16).digest())
+            content_hash = hashlib.blake2b(b"type:" + kind.encode(), digest_size=16).digest()
+            _add(batch, key, playbooks.wrong_type(kind), content_hash, _is_new(key, known))
     if reappeared:
         for key, value in zip(reappeared, read_values(client, reappeared)):
             if value is None:
@@ -235,10 +243,15 @@ def _read_missing(client, missing: list[bytes], found: dict[bytes, bytes], batch
                 found[key] = value
 
 
-def _add(batch: Batch, key: bytes, record: playbooks.Record, content_hash: bytes) -> None:
+def _is_new(key: bytes, known: dict[bytes, Known] | None) -> bool:
+    return known is not None and key not in known
+
+
+def _add(batch: Batch, key: bytes, record: playbooks.Record, content_hash: bytes, new: bool) -> None:
     batch.keys.append(key)
     batch.records.append(record)
     batch.hashes.append(content_hash)
+    batch.new.append(new)
     batch.invalid += not record.valid
 
 
@@ -246,17 +259,28 @@ def _add(batch: Batch, key: bytes, record: playbooks.Record, content_hash: bytes
 # PostgreSQL
 
 # One statement per batch; the parameters travel as binary arrays (%(name)b), which psycopg dumps
-# ten times faster than text arrays. The three parts touch disjoint keys (a pass handles a key once),
-# so no row is updated twice. changed_at moves only when the hash did: a write of an equal value (the
-# follow mode re-reads the keys it is told about) changes nothing but last_seen_at.
+# ten times faster than text arrays. The parts touch disjoint keys (a pass handles a key once), so no
+# row is written twice. Keys the table did not hold at the pass's start take a plain insert (an
+# upsert costs PostgreSQL a quarter more per row); the rest an upsert, whose changed_at moves only
+# when the hash did: a write of an equal value (the follow mode re-reads the keys it is told about)
+# changes nothing but last_seen_at.
 WRITE_BATCH = """
 with incoming as (
     select *
     from unnest(%(keys)b::bytea[], %(ids)b::text[], %(statuses)b::text[], %(successes)b::bigint[],
                 %(failures)b::bigint[], %(documents)b::text[], %(excerpts)b::text[], %(reasons)b::text[],
-                %(hashes)b::bytea[])
+                %(hashes)b::bytea[], %(new)b::boolean[])
         as t(redis_key, playbook_id, status, success_count, failure_count, document, raw_excerpt,
-             invalid_reason, content_hash)
+             invalid_reason, content_hash, is_new)
+),
+fresh as (
+    insert into flywheel.playbooks (redis_key, playbook_id, status, success_count, failure_count,
+                                    document, raw_excerpt, valid, invalid_reason, content_hash)
+    select redis_key, playbook_id, status, success_count, failure_count, cast(document as jsonb),
+           raw_excerpt, invalid_reason is null, invalid_reason, content_hash
+    from incoming
+    where is_new
+    returning 1
 ),
 written as (
     insert into flywheel.playbooks as p (redis_key, playbook_id, status, success_count, failure_count,
@@ -264,6 +288,7 @@ written as (
     select redis_key, playbook_id, status, success_count, failure_count, cast(document as jsonb),
            raw_excerpt, invalid_reason is null, invalid_reason, content_hash
     from incoming
+    where not is_new
     on conflict (redis_key) do update set
         playbook_id = excluded.playbook_id, status = excluded.status,
         success_count = excluded.success_count, failure_count = excluded.failure_count,
@@ -282,7 +307,7 @@ removed as (
     delete from flywheel.playbooks where redis_key = any(%(gone)b::bytea[])
     returning 1
 )
-select count(*) filter (where inserted),
+select (select count(*) from fresh) + count(*) filter (where inserted),
        count(*) filter (where changed and not inserted),
        count(*) filter (where not changed),
        (select count(*) from removed)
@@ -316,11 +341,15 @@ where started_at < now() - cast(flywheel.setting('retention') #>> '{}' as interv
 
 def known_rows(engine: Engine) -> dict[bytes, Known]:
     """The table's rows at the start of a pass: hash, validity, and whether last_seen_at needs a bump."""
-    with db.connect(engine) as connection, connection.connection.cursor() as cursor:
-        cursor.execute(
-            "select redis_key, content_hash, valid, last_seen_at < now() - %s from flywheel.playbooks",
-            (LAST_SEEN_RESOLUTION,), binary=True)
-        return {key: Known(content_hash, valid, stale) for key, content_hash, valid, stale in cursor.fetchall()}
+    try:
+        with db.connect(engine) as connection, connection.connection.cursor() as cursor:
+            cursor.execute(
+                "select redis_key, content_hash, valid, last_seen_at < now() - %s from flywheel.playbooks",
+                (LAST_SEEN_RESOLUTION,), binary=True)
+            rows = cursor.fetchall()
+    except psycopg.OperationalError as exc:
+        raise db.unavailable(engine.url, exc) from exc
+    return {key: Known(content_hash, valid, stale) for key, content_hash, valid, stale in rows}
 
 
 def write_batch(connection: sa.Connection, batch: Batch, prefix: bytes) -> tuple[int, int, int, int]:
@@ -337,6 +366,7 @@ def write_batch(connection: sa.Connection, batch: Batch, prefix: bytes) -> tuple
             "excerpts": [record.raw_excerpt for record in records],
             "reasons": [record.invalid_reason for record in records],
             "hashes": batch.hashes,
+            "new": batch.new,
             "stale": batch.stale,
             "gone": batch.gone,
         })
@@ -415,7 +445,7 @@ class BatchWriter:
             if self.failure is not None:
                 continue
             try:
-                counts = _write(self.engine, batch, self.prefix)
+                counts = write(self.engine, batch, self.prefix)
             except BaseException as exc:  # handed to the reading thread, which raises it
                 self.failure = exc
                 continue
@@ -466,9 +496,18 @@ def sync_pass(engine: Engine, client, pattern: str = DEFAULT_PATTERN, mode: str 
     return result
 
 
-def _write(engine: Engine, batch: Batch, prefix: bytes) -> tuple[int, int, int, int]:
-    with db.connect(engine) as connection:
-        return write_batch(connection, batch, prefix)
+def write(engine: Engine, batch: Batch, prefix: bytes) -> tuple[int, int, int, int]:
+    """Write one batch in a transaction of its own; returns (inserted, updated, rewritten_equal, removed)."""
+    try:
+        with db.connect(engine) as connection:
+            return write_batch(connection, batch, prefix)
+    except psycopg.errors.UniqueViolation:
+        # A key new at the pass's start was written meanwhile by someone not holding the worker's
+        # lock (a library caller): write the batch again, every key by upsert.
+        batch.new = [False] * len(batch.keys)
+        return write(engine, batch, prefix)
+    except psycopg.OperationalError as exc:
+        raise db.unavailable(engine.url, exc) from exc
 
 
 def _count(result: PassResult, batch: Batch, counts: tuple[int, int, int, int]) -> None:
@@ -487,8 +526,8 @@ def apply_keys(engine: Engine, client, keys: Iterable[bytes], pattern: str = DEF
     keys = list(dict.fromkeys(keys))
     prefix = key_prefix(pattern)
     for start in range(0, len(keys), SCAN_COUNT):
-        batch = read_batch(client, keys[start:start + SCAN_COUNT], {})
-        _count(result, batch, _write(engine, batch, prefix))
+        batch = read_batch(client, keys[start:start + SCAN_COUNT], None)
+        _count(result, batch, write(engine, batch, prefix))
     return result
 
 

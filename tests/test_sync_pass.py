@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from flywheel_sync import embedded
 from flywheel_sync import sync as syncing
-from tests.platform import mirror_of, playbook_value, refresh, sync_log
+from tests.platform import add_playbook, mirror_of, playbook_value, refresh, sync_log
 
 
 def run(engine, client, pattern, **options):
@@ -212,3 +212,15 @@ def test_a_pass_reads_redis_over_tls_with_a_password_and_a_database_number(engin
     result = run(engine, client, syncing.DEFAULT_PATTERN)
     assert (result.complete, set(mirror_of(engine))) == (True, {b"playbook:PB-1"})
     assert client.connection_pool.connection_kwargs["db"] == 3
+
+
+def test_a_key_written_by_someone_else_during_a_pass_is_upserted_not_refused(
+        engine, redis_client, playbook_pattern, playbook_key):
+    redis_client.set(playbook_key("PB-1"), playbook_value("approved"))
+    batch = syncing.read_batch(redis_client, [playbook_key("PB-1")], known={})  # the table was empty
+    with engine.begin() as connection:  # a writer without the lock inserts the key meanwhile
+        add_playbook(connection, "PB-1", status="draft")
+        connection.execute(sa.text("update flywheel.playbooks set redis_key = :key"), {"key": playbook_key("PB-1")})
+    inserted, updated, _, _ = syncing.write(engine, batch, syncing.key_prefix(playbook_pattern))
+    assert (inserted, updated) == (0, 1)
+    assert mirror_of(engine)[playbook_key("PB-1")].status == "approved"
