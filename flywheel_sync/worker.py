@@ -102,10 +102,12 @@ class Stopping:
 
     def __init__(self) -> None:
         self.event = threading.Event()
+        self.signal_name: str | None = None
 
-    def install_signal_handlers(self, log: Log) -> None:
+    def install_signal_handlers(self) -> None:
+        # The handler only records: writing a log line from it could re-enter a write in progress.
         def handle(signum, _frame):
-            log("stopping", signal=signal.Signals(signum).name)
+            self.signal_name = signal.Signals(signum).name
             self.event.set()
 
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -146,6 +148,8 @@ def follow(engine: Engine, options: FollowOptions, log: Log, stopping: Stopping)
             _retry(log, backoff, stopping, "database_unavailable", db.mask(engine.url), exc)
         except (syncing.RedisUnavailable, *syncing.REDIS_ERRORS) as exc:
             _retry(log, backoff, stopping, "redis_unavailable", syncing.mask_redis_url(options.redis_url), exc)
+    if stopping.signal_name:
+        log("stopping", signal=stopping.signal_name)
     log("stopped", passes=totals.passes, events=totals.events, keys_applied=totals.keys_applied,
         refreshes=totals.refreshes)
     return totals

@@ -158,7 +158,9 @@ def test_sigterm_during_a_pass_exits_zero_and_keeps_only_whole_batches(database_
     process.send_signal(signal.SIGTERM)
     rest = [json.loads(line) for line in process.stderr]
     assert process.wait(20) == 0
-    assert rest[-1]["event"] == "stopped"
+    assert [line["event"] for line in rest[-2:]] == ["stopping", "stopped"]
+    assert rest[-2]["signal"] == "SIGTERM"
+    assert not [line for line in rest if line["event"].endswith("_unavailable")]
     engine = db.create_engine(database_url)
     with engine.connect() as connection:
         logged = sync_log(connection)[-1]

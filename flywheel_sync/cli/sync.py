@@ -63,7 +63,7 @@ def sync(engine, redis_url: str | None, pattern: str, follow: bool, list_invalid
             refresh_every=refresh_every, refresh_after_change=refresh_after_change, wait_for_lock=not no_wait)
         stopping = worker.Stopping()
         log = worker.Log(json_lines=log_format == "json")
-        stopping.install_signal_handlers(log)
+        stopping.install_signal_handlers()
         worker.follow(engine, options, log, stopping)
     else:
         _one_pass(engine, _required(redis_url), pattern, as_json)
