@@ -1,16 +1,17 @@
 """One sync pass: make flywheel.playbooks equal to the Redis playbook records.
 
 A pass SCANs the key pattern, reads values a batch at a time (one MGET per SCAN batch, never a round
-trip per key), and writes each batch with one statement. What makes it cheap when little changed:
-the table's content hashes are read once at the start, so a value whose hash is unchanged is neither
-parsed nor rewritten; its row only gets ``last_seen_at`` bumped, in bulk with its batch.
+trip per key), and writes each batch with one statement, on two writer threads while the next batch
+is read. What makes it cheap when little changed: the table's content hashes are read once at the
+start, so a value whose hash is unchanged is neither parsed nor rewritten (its ``last_seen_at`` is
+bumped, in bulk with its batch, only once it is older than LAST_SEEN_RESOLUTION).
 
-That bump is also what makes deletion exact: after a *complete* scan, a row whose ``last_seen_at`` is
-older than the pass's start was not seen, so its key is gone. A pass cut short (Redis dropped, a
-timeout) deletes nothing and is recorded as incomplete. SCAN may return a key twice (the pass skips
-repeats) and may or may not return a key changed during the scan; the follow mode
-(:mod:`flywheel_sync.worker`) covers those with the keyspace events it applies after the pass, and
-protects the keys they name from this pass's deletion.
+Deletion is exact: after a *complete* scan, the rows the pass found at its start whose keys it did
+not see are gone from Redis. A pass cut short (Redis dropped, a timeout, a stop) deletes nothing and
+is recorded as incomplete. SCAN may return a key twice (the pass skips repeats) and may or may not
+return a key changed during the scan; the follow mode (:mod:`flywheel_sync.worker`) covers those
+with the keyspace events it applies after the pass, and the pass spares the keys those events name
+and every row written since it started.
 
 Everything read from Redis reaches PostgreSQL as a parameter (arrays unnested server-side), never as
 SQL text.
@@ -211,15 +212,7 @@ def read_batch(client, keys: list[bytes], known: dict[bytes, Known] | None) -> B
     if missing:
         _read_missing(client, missing, found, batch, known)
     for key, value in found.items():
-        content_hash = hashlib.blake2b(value, digest_size=16).digest()
-        before = known.get(key) if known is not None else None
-        if before is not None and before.content_hash == content_hash:
-            batch.unchanged.append(key)
-            if before.stale:
-                batch.stale.append(key)
-            batch.invalid += not before.valid
-            continue
-        _add(batch, key, playbooks.validate(value), content_hash, _is_new(key, known))
+        _sort(batch, key, _hash(value), known, playbooks.validate, value)
     return batch
 
 
@@ -233,8 +226,7 @@ def _read_missing(client, missing: list[bytes], found: dict[bytes, bytes], batch
         elif kind == "string":
             reappeared.append(key)
         else:
-            content_hash = hashlib.blake2b(b"type:" + kind.encode(), digest_size=16).digest()
-            _add(batch, key, playbooks.wrong_type(kind), content_hash, _is_new(key, known))
+            _sort(batch, key, _hash(b"type:" + kind.encode()), known, playbooks.wrong_type, kind)
     if reappeared:
         for key, value in zip(reappeared, read_values(client, reappeared)):
             if value is None:
@@ -243,16 +235,26 @@ def _read_missing(client, missing: list[bytes], found: dict[bytes, bytes], batch
                 found[key] = value
 
 
-def _is_new(key: bytes, known: dict[bytes, Known] | None) -> bool:
-    return known is not None and key not in known
+def _hash(value: bytes) -> bytes:
+    return hashlib.blake2b(value, digest_size=16).digest()
 
 
-def _add(batch: Batch, key: bytes, record: playbooks.Record, content_hash: bytes, new: bool) -> None:
+def _sort(batch: Batch, key: bytes, content_hash: bytes, known: dict[bytes, Known] | None,
+          make_record: Callable, raw) -> None:
+    """Unchanged (same hash as the table's row), or new or changed: then ``make_record(raw)``, to be written."""
+    before = known.get(key) if known is not None else None
+    if before is not None and before.content_hash == content_hash:
+        batch.unchanged.append(key)
+        if before.stale:
+            batch.stale.append(key)
+        batch.invalid += not before.valid
+        return
+    written = make_record(raw)
     batch.keys.append(key)
-    batch.records.append(record)
+    batch.records.append(written)
     batch.hashes.append(content_hash)
-    batch.new.append(new)
-    batch.invalid += not record.valid
+    batch.new.append(known is not None and before is None)
+    batch.invalid += not written.valid
 
 
 # ---------------------------------------------------------------------------------------------------

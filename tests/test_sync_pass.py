@@ -107,6 +107,14 @@ def test_a_key_that_became_a_hash_is_an_invalid_row(engine, redis_client, playbo
     assert (result.invalid, row.valid, row.invalid_reason) == (1, False, "key holds a Redis hash, not a string")
 
 
+def test_a_key_that_stays_a_hash_is_not_rewritten(engine, redis_client, playbook_pattern, playbook_key):
+    redis_client.hset(playbook_key("PB-1"), "status", "approved")
+    run(engine, redis_client, playbook_pattern)
+    before = row_version(engine, playbook_key("PB-1"))
+    result = run(engine, redis_client, playbook_pattern)
+    assert (result.unchanged, result.invalid, row_version(engine, playbook_key("PB-1"))) == (1, 1, before)
+
+
 def test_a_key_gone_between_scan_and_read_loses_its_row(engine, redis_client, playbook_pattern, playbook_key):
     redis_client.set(playbook_key("PB-1"), playbook_value())
     run(engine, redis_client, playbook_pattern)
