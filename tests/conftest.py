@@ -269,6 +269,14 @@ class ThreePrimaryCluster:
                 [embedded.redis_server_binary(), "--bind", "127.0.0.1", "--port", str(port), "--cluster-enabled", "yes",
                  "--cluster-config-file", "nodes.conf", "--dir", str(node_folder), "--save", "", "--appendonly", "no"],
                 stdout=subprocess.DEVNULL))
+        try:
+            self._form_cluster()
+        except BaseException:
+            self.stop()
+            raise
+        self.url = f"redis://127.0.0.1:{self.ports[0]}/0"
+
+    def _form_cluster(self) -> None:
         nodes = [redis.Redis(host="127.0.0.1", port=port) for port in self.ports]
         for node in nodes:
             _wait_until(node.ping, redis.exceptions.ConnectionError)
@@ -280,7 +288,6 @@ class ThreePrimaryCluster:
                     and all(len(node.execute_command("CLUSTER", "NODES").splitlines()) == 3 for node in nodes))
         for node in nodes:
             node.close()
-        self.url = f"redis://127.0.0.1:{self.ports[0]}/0"
 
     def stop(self) -> None:
         for process in self.processes:
