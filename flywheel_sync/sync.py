@@ -51,6 +51,7 @@ WRITER_THREADS = 2
 # pass would cost more than the rest of a no-change pass. The exact "seen at" of every row present is
 # the start of the last complete pass in flywheel.sync_log.
 LAST_SEEN_RESOLUTION = timedelta(hours=1)
+STOPPED = "stopped by signal"
 NO_REDIS = f"no Redis given: set {REDIS_URL_ENV} or pass --redis-url (redis://host:6379/0)"
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.ClusterError)
 

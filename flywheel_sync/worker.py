@@ -14,6 +14,7 @@ SIGTERM or SIGINT: stop taking work, let the batch in hand be written, close, ex
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import signal
@@ -226,26 +227,15 @@ def _work(engine, options: FollowOptions, log: Log, stopping: Stopping, totals: 
     try:
         subscriptions = _subscribe(client, options, log)
         pending: set[bytes] = set()
-        collect = lambda: _drain(subscriptions, pending, totals, stopping)  # noqa: E731 - used as a hook
+        collect = functools.partial(_drain, subscriptions, pending, totals, stopping)
         next_pass = 0.0
         next_refresh = time.monotonic() + (options.refresh_every or 0)
         next_lock_check = time.monotonic() + LOCK_CHECK_SECONDS
         while not stopping:
-            now = time.monotonic()
-            if now >= next_pass:
-                result = syncing.sync_pass(engine, client, options.pattern, mode="follow",
-                                           between_batches=collect, protected=lambda: pending)
-                totals.passes += 1
-                log("reconciled", **{key: value for key, value in result.as_dict().items() if key != "mode"})
-                if not result.complete:
-                    if stopping:
-                        return
-                    raise redis.exceptions.ConnectionError(result.error or "incomplete pass")
+            if time.monotonic() >= next_pass:
+                next_pass = time.monotonic() + options.reconcile_every
+                _reconcile(engine, client, options, log, totals, collect, pending)
                 backoff.reset()
-                next_pass = now + options.reconcile_every
-                changed = result.inserted + result.updated + result.deleted
-                if changed and options.refresh_after_change:
-                    _refresh(engine, log, totals, "after_change")
             _drain(subscriptions, pending, totals, stopping, wait_seconds=IDLE_WAIT_SECONDS)
             if pending:
                 stopping.wait(EVENT_WINDOW_SECONDS)
@@ -265,6 +255,20 @@ def _work(engine, options: FollowOptions, log: Log, stopping: Stopping, totals: 
         for subscription in subscriptions:
             subscription.close()
         client.close()
+
+
+def _reconcile(engine, client, options: FollowOptions, log: Log, totals: Totals, collect, pending: set[bytes]) -> None:
+    """A full pass; events arriving meanwhile are collected into ``pending`` and spared its deletes."""
+    result = syncing.sync_pass(engine, client, options.pattern, mode="follow",
+                               between_batches=collect, protected=lambda: pending)
+    totals.passes += 1
+    log("reconciled", **{key: value for key, value in result.as_dict().items() if key != "mode"})
+    if result.error == syncing.STOPPED:
+        raise syncing.Interrupted(result.error)
+    if not result.complete:
+        raise redis.exceptions.ConnectionError(result.error or "incomplete pass")
+    if options.refresh_after_change and result.inserted + result.updated + result.deleted:
+        _refresh(engine, log, totals, "after_change")
 
 
 def _apply(engine, client, options: FollowOptions, log: Log, totals: Totals, pending: set[bytes]) -> None:
@@ -331,7 +335,7 @@ def _drain(subscriptions: list, pending: set[bytes], totals: Totals, stopping: S
     """Move the keys named by notifications into ``pending``, waiting up to ``wait_seconds`` for the
     first; raise Interrupted when stopping (the pass hook: the batch in hand is already written)."""
     if stopping:
-        raise syncing.Interrupted("stopped by signal")
+        raise syncing.Interrupted(syncing.STOPPED)
     timeout = wait_seconds / max(len(subscriptions), 1)
     for subscription in subscriptions:
         while (message := subscription.get_message(timeout=timeout)) is not None:
