@@ -2,7 +2,8 @@
 
 Uses the servers in FLYWHEEL_DATABASE_URL / FLYWHEEL_REDIS_URL when set, else starts embedded ones
 under .flywheel/ in the current folder. The demo's data goes into a database of its own,
-flywheel_demo, on that server, so a URL to a real platform database is never written to.
+flywheel_demo, on that server, so a URL to a real platform database is never written to; its
+playbooks go under the Redis key prefix flywheel-demo:playbook:, so a real Redis keeps its own.
 """
 
 from __future__ import annotations
@@ -15,10 +16,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from . import db, embedded, generate, migrate, refresh, summary
+from . import sync as syncing
 
 DEMO_DATABASE = "flywheel_demo"
 DEMO_MARKER = "flywheel-sync demo data: safe to drop"
 HOME = Path(".flywheel")
+# The demo's playbooks live under a prefix of their own, so a real Redis keeps its playbook:PB-* keys.
+DEMO_PLAYBOOK_PREFIX = "flywheel-demo:playbook:"
+DEMO_INVALID_PLAYBOOKS = 2
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,7 @@ def run(database_url: str | None, redis_url: str | None, say: Callable[[str], No
         generate.generate(engine, size, progress=update)
         migrate.upgrade(engine)
         say("schema flywheel migrated to revision " + str(migrate.current_revision(engine)))
+        say(load_playbooks(engine, chosen.redis_url, size.playbooks))
         result = refresh.refresh(engine)
         say(f"refreshed in {result.total_ms:.0f} ms")
         say("")
@@ -84,6 +90,20 @@ def run(database_url: str | None, redis_url: str | None, say: Callable[[str], No
     finally:
         engine.dispose()
     return demo_url
+
+
+def load_playbooks(engine: sa.Engine, redis_url: str, count: int) -> str:
+    """Replace the demo's playbooks in Redis (a sample mix, two invalid), sync them once; what was done."""
+    client = syncing.connect_redis(redis_url)
+    pattern = DEMO_PLAYBOOK_PREFIX + "PB-*"
+    try:
+        for batch in syncing.scan_batches(client, pattern):
+            client.delete(*batch)
+        written = syncing.load_sample_playbooks(client, DEMO_PLAYBOOK_PREFIX, count, invalid=DEMO_INVALID_PLAYBOOKS)
+        result = syncing.sync_pass(engine, client, pattern)
+    finally:
+        client.close()
+    return f"{written} playbooks written to Redis under {pattern} ({DEMO_INVALID_PLAYBOOKS} invalid on purpose)\n{result.line()}"
 
 
 def next_steps(demo_url: str) -> str:
@@ -94,6 +114,8 @@ def next_steps(demo_url: str) -> str:
         f"  {embedded.psql_binary()} '{db.libpq_url(demo_url)}' -c '\\d+ flywheel.*'",
         f"  export FLYWHEEL_DATABASE_URL='{db.libpq_url(demo_url)}'",
         "  .venv/bin/flywheel-sync summary --flywheel",
+        "  .venv/bin/flywheel-sync sync --invalid      # the two invalid demo playbooks, with the reason",
+        f"  .venv/bin/flywheel-sync sync --follow --pattern '{DEMO_PLAYBOOK_PREFIX}PB-*'",
         "Grafana: docs/grafana.md; its PostgreSQL datasource takes "
         f"host {url.host}:{url.port}, database {url.database}, user postgres (no password).",
         "Stop the embedded servers with: make stop",

@@ -11,7 +11,14 @@ session (CREATE DATABASE ... TEMPLATE), so tests can commit, run concurrently an
 
 from __future__ import annotations
 
+import json
 import os
+import random
+import shutil
+import socket
+import subprocess
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -19,7 +26,7 @@ import pytest
 import redis
 import sqlalchemy as sa
 
-from flywheel_sync import db, embedded, generate, migrate
+from flywheel_sync import db, embedded, generate, migrate, worker
 
 TEST_DATABASE_ENV = "FLYWHEEL_TEST_DATABASE_URL"
 TEST_REDIS_ENV = "FLYWHEEL_TEST_REDIS_URL"
@@ -149,3 +156,262 @@ def _batched(items, size):
             batch = []
     if batch:
         yield batch
+
+
+@pytest.fixture
+def own_redis(tmp_path) -> Iterator[embedded.Server]:
+    """A Redis server of this test's own, which the test may stop and restart (embedded.start_redis)."""
+    folder = tmp_path / "own-redis"
+    server = embedded.start_redis(folder)
+    yield server
+    embedded.stop(folder)
+
+
+@pytest.fixture
+def playbook_pattern(redis_prefix) -> str:
+    """The sync pattern of this test's keys: the default one under the test's own prefix."""
+    return f"{redis_prefix}playbook:PB-*"
+
+
+@pytest.fixture
+def playbook_key(redis_prefix):
+    """The Redis key of a playbook id under the test's own prefix: playbook_key("PB-1")."""
+    return lambda playbook: f"{redis_prefix}playbook:{playbook}".encode()
+
+
+@pytest.fixture
+def keyspace_events_restored(redis_client) -> Iterator[None]:
+    """The server's notify-keyspace-events as it was: a worker under test may turn flags on."""
+    before = redis_client.config_get("notify-keyspace-events")["notify-keyspace-events"]
+    yield
+    redis_client.config_set("notify-keyspace-events", before)
+
+
+class RestartablePostgres:
+    """A PostgreSQL server of one test's own, migrated, that the test may stop and start on its port."""
+
+    def __init__(self, folder) -> None:
+        self.folder = folder
+        self.url = embedded.start_postgres(folder).url
+        engine = db.create_engine(self.url, poolclass=sa.pool.NullPool)
+        with engine.begin() as connection:
+            generate.create_reference_schema(connection)
+        migrate.upgrade(engine)
+        engine.dispose()
+
+    def stop(self) -> None:
+        self._pg_ctl("-m", "fast", "stop")
+
+    def start(self) -> None:
+        """Start again on the same port (embedded.start_postgres would pick a new one)."""
+        port = db.parse_url(self.url).port
+        self._pg_ctl("-l", str(self.folder / "postgres.log"), "-w",
+                     "-o", f"-c listen_addresses=127.0.0.1 -p {port} -k {self.folder} -c fsync=off", "start")
+
+    def _pg_ctl(self, *arguments: str, check: bool = True) -> None:
+        pg_ctl = str(embedded._postgres_binaries() / "pg_ctl")
+        run_as = {"user": embedded.POSTGRES_SYSTEM_USER} if os.geteuid() == 0 else {}
+        subprocess.run([pg_ctl, "-D", str(self.folder / "data"), *arguments], check=check,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **run_as)
+
+
+@pytest.fixture
+def restartable_postgres(tmp_path) -> Iterator[RestartablePostgres]:
+    server = RestartablePostgres((tmp_path / "own-postgres").resolve())
+    yield server
+    server._pg_ctl("-m", "immediate", "stop", check=False)
+
+
+class RestartableRedis:
+    """A Redis server of one test's own on a fixed port, which the test may stop and start."""
+
+    def __init__(self, folder) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.port = _free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process = None
+        self.start()
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [embedded.redis_server_binary(), "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+             "--appendonly", "no", "--dir", str(self.folder)], stdout=subprocess.DEVNULL)
+        client = redis.Redis(host="127.0.0.1", port=self.port)
+        _wait_until(client.ping, redis.exceptions.ConnectionError)
+        client.close()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+@pytest.fixture
+def restartable_redis(tmp_path) -> Iterator[RestartableRedis]:
+    server = RestartableRedis(tmp_path / "own-redis")
+    yield server
+    if server.process.poll() is None:
+        server.stop()
+
+
+class ThreePrimaryCluster:
+    """A Redis Cluster of three primaries on 127.0.0.1, slots split evenly, from redis_server_binary()."""
+
+    SLOT_RANGES = ((0, 5460), (5461, 10922), (10923, 16383))
+
+    def __init__(self, folder) -> None:
+        self.ports = [_free_cluster_port() for _ in self.SLOT_RANGES]
+        self.processes = []
+        for port in self.ports:
+            node_folder = folder / str(port)
+            node_folder.mkdir(parents=True)
+            self.processes.append(subprocess.Popen(
+                [embedded.redis_server_binary(), "--bind", "127.0.0.1", "--port", str(port), "--cluster-enabled", "yes",
+                 "--cluster-config-file", "nodes.conf", "--dir", str(node_folder), "--save", "", "--appendonly", "no"],
+                stdout=subprocess.DEVNULL))
+        try:
+            self._form_cluster()
+        except BaseException:
+            self.stop()
+            raise
+        self.url = f"redis://127.0.0.1:{self.ports[0]}/0"
+
+    def _form_cluster(self) -> None:
+        nodes = [redis.Redis(host="127.0.0.1", port=port) for port in self.ports]
+        for node in nodes:
+            _wait_until(node.ping, redis.exceptions.ConnectionError)
+        for node, (first, last) in zip(nodes, self.SLOT_RANGES):
+            node.execute_command("CLUSTER", "ADDSLOTS", *range(first, last + 1))
+        for port in self.ports[1:]:
+            nodes[0].execute_command("CLUSTER", "MEET", "127.0.0.1", port)
+        _wait_until(lambda: all(b"cluster_state:ok" in node.execute_command("CLUSTER", "INFO") for node in nodes)
+                    and all(len(node.execute_command("CLUSTER", "NODES").splitlines()) == 3 for node in nodes))
+        for node in nodes:
+            node.close()
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            process.wait(10)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _free_cluster_port() -> int:
+    """A port whose cluster bus port (port + 10000) is free too, so at most 55535."""
+    while True:
+        port = random.randint(20000, 45000)
+        try:
+            with socket.socket() as first, socket.socket() as bus:
+                first.bind(("127.0.0.1", port))
+                bus.bind(("127.0.0.1", port + 10000))
+            return port
+        except OSError:
+            continue
+
+
+def _wait_until(check, *ignored: type[BaseException], seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if check() is not False:
+                return
+        except ignored:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{check} did not succeed within {seconds:.0f} s")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory) -> Iterator[ThreePrimaryCluster]:
+    cluster = ThreePrimaryCluster(tmp_path_factory.mktemp("redis-cluster"))
+    yield cluster
+    cluster.stop()
+
+
+class Lines:
+    """A log stream the test can read while the worker writes it."""
+
+    def __init__(self) -> None:
+        self.lines: list[dict] = []
+
+    def write(self, text: str) -> None:
+        if text.strip():
+            self.lines.append(json.loads(text))
+
+    def flush(self) -> None:
+        pass
+
+    def events(self, name: str) -> list[dict]:
+        return [line for line in self.lines if line["event"] == name]
+
+
+class RunningWorker:
+    def __init__(self, engine, options: worker.FollowOptions) -> None:
+        self.log = Lines()
+        self.stopping = worker.Stopping()
+        self.failure: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(engine, options), daemon=True)
+        self.thread.start()
+
+    def _run(self, engine, options) -> None:
+        try:
+            worker.follow(engine, options, worker.Log(json_lines=True, stream=self.log), self.stopping)
+        except BaseException as exc:  # the test asserts on it
+            self.failure = exc
+
+    def stop(self) -> None:
+        self.stopping.event.set()
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+
+
+@pytest.fixture
+def start_worker():
+    running = []
+
+    def start(engine, redis_url, pattern, **options) -> RunningWorker:
+        options = {"reconcile_every": 300.0, "backoff_base": 0.2, "backoff_cap": 1.0, "lock_retry_seconds": 0.2,
+                   **options}
+        started = RunningWorker(engine, worker.FollowOptions(redis_url=redis_url, pattern=pattern, **options))
+        running.append(started)
+        return started
+
+    yield start
+    for started in running:
+        if started.thread.is_alive():
+            started.stop()
+
+
+@pytest.fixture
+def tls_redis_url(tmp_path) -> Iterator[str]:
+    """A rediss:// URL (password, database 3, a CA of the test's own) of a TLS-only Redis server."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs openssl to make a certificate")
+    folder = tmp_path / "tls-redis"
+    folder.mkdir()
+    openssl = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+               "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(folder / "key.pem"), "-out", str(folder / "cert.pem")]
+    subprocess.run(openssl, check=True, capture_output=True)
+    port = _free_port()
+    process = subprocess.Popen(
+        [embedded.redis_server_binary(), "--bind", "127.0.0.1", "--port", "0", "--tls-port", str(port),
+         "--tls-cert-file", str(folder / "cert.pem"), "--tls-key-file", str(folder / "key.pem"),
+         "--tls-ca-cert-file", str(folder / "cert.pem"), "--tls-auth-clients", "no", "--requirepass", "secret",
+         "--save", "", "--appendonly", "no", "--dir", str(folder)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"rediss://:secret@127.0.0.1:{port}/3?ssl_ca_certs={folder / 'cert.pem'}"
+    try:
+        _wait_until(lambda: redis.Redis.from_url(url).ping(), redis.exceptions.ConnectionError, seconds=10)
+    except TimeoutError:
+        process.kill()
+        pytest.skip(f"{embedded.redis_server_binary()} does not serve TLS: {process.stderr.read()[-300:]!r}")
+    yield url
+    process.terminate()
+    process.wait(10)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import time
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -93,3 +94,34 @@ def summary_row(connection: sa.Connection) -> sa.Row:
 
 def utc(moment: datetime) -> datetime:
     return moment.astimezone(timezone.utc)
+
+
+def playbook_value(status="approved", success_count=0, failure_count=0, **fields) -> bytes:
+    """A Redis playbook record as the platform writes it."""
+    return json.dumps({"status": status, "success_count": success_count, "failure_count": failure_count,
+                       **fields}).encode()
+
+
+def mirror(connection: sa.Connection) -> dict[bytes, sa.Row]:
+    """flywheel.playbooks by Redis key."""
+    rows = connection.execute(sa.text("select * from flywheel.playbooks"))
+    return {bytes(row.redis_key): row for row in rows}
+
+
+def mirror_of(engine: sa.Engine) -> dict[bytes, sa.Row]:
+    """flywheel.playbooks by Redis key, read in a connection of its own."""
+    with engine.connect() as connection:
+        return mirror(connection)
+
+
+def sync_log(connection: sa.Connection) -> list[sa.Row]:
+    return connection.execute(sa.text("select * from flywheel.sync_log order by sync_id")).all()
+
+
+def eventually(check, seconds: float = 10.0):
+    deadline = time.monotonic() + seconds
+    while True:
+        outcome = check()
+        if outcome or time.monotonic() > deadline:
+            return outcome
+        time.sleep(0.05)

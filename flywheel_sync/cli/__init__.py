@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from .. import db
 from ..errors import FlywheelError
-from . import core, demo, grafana
+from . import core, demo, grafana, sync
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -42,5 +42,5 @@ def cli() -> None:
     """
 
 
-for command in (*core.COMMANDS, *demo.COMMANDS, *grafana.COMMANDS):
+for command in (*core.COMMANDS, *sync.COMMANDS, *grafana.COMMANDS, *demo.COMMANDS):
     cli.add_command(command)

@@ -17,7 +17,9 @@ def demo(database_url: str | None, redis_url: str | None) -> None:
 
     Without FLYWHEEL_DATABASE_URL / FLYWHEEL_REDIS_URL, starts an embedded PostgreSQL and Redis under
     .flywheel/ here. Then creates database flywheel_demo with the reference platform tables, fills
-    them with weeks of sample data, migrates, refreshes and prints the summary.
+    them with weeks of sample data, migrates, writes sample playbooks to Redis under
+    flywheel-demo:playbook:PB-* (two of them invalid on purpose) and syncs them, refreshes and prints
+    the summary. A given server keeps its own data: the demo uses only that database and that prefix.
 
     \b
     Example:

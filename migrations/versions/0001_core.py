@@ -254,7 +254,7 @@ comment on column flywheel.playbooks.valid is 'True when the record is a JSON ob
 comment on column flywheel.playbooks.invalid_reason is 'Why the record is invalid; NULL when valid';
 comment on column flywheel.playbooks.content_hash is 'Hash of the raw value: a record whose hash did not change is not rewritten';
 comment on column flywheel.playbooks.first_seen_at is 'When the sync first saw the key';
-comment on column flywheel.playbooks.last_seen_at is 'When a sync last saw the key in Redis';
+comment on column flywheel.playbooks.last_seen_at is 'When a sync last saw the key in Redis, to the hour for unchanged keys (rewriting every row each pass would cost more than the pass); the newest complete sync_log row says when every present key was seen';
 comment on column flywheel.playbooks.changed_at is 'When the sync last wrote a changed value';
 """
 

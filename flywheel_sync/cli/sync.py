@@ -1,0 +1,125 @@
+"""The command of the playbook mirror: sync (one pass, --follow, --invalid, --health)."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+
+import click
+
+from .. import sync as syncing
+from .. import worker
+from .options import as_json, echo_json, echo_table, redis_url, with_engine
+
+
+@click.command()
+@click.option("--pattern", default=syncing.DEFAULT_PATTERN, show_default=True,
+              help="Redis key pattern of the playbooks (SCAN MATCH); the id is what follows the last ':' before a wildcard.")
+@click.option("--follow", is_flag=True, help="Keep running: apply changes as they happen, reconcile on an interval.")
+@click.option("--invalid", "list_invalid", is_flag=True, help="List the invalid records of the mirror (no sync).")
+@click.option("--health", "max_age", type=float, metavar="SECONDS",
+              help="Exit 1 unless a complete pass finished within SECONDS (for monitoring; no sync).")
+@click.option("--reconcile-every", type=float, default=300.0, show_default=True, metavar="SECONDS",
+              help="With --follow: seconds between full reconciliation passes.")
+@click.option("--refresh-every", type=float, metavar="SECONDS",
+              help="With --follow: also run the refresh every SECONDS.")
+@click.option("--refresh-after-change", is_flag=True, help="With --follow: run the refresh after each change set.")
+@click.option("--no-wait", is_flag=True, help="With --follow: exit when another worker holds the lock instead of waiting.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="With --follow: one line per event on stderr, as text or JSON.")
+@as_json
+@redis_url
+@with_engine
+def sync(engine, redis_url: str | None, pattern: str, follow: bool, list_invalid: bool, max_age: float | None,
+         reconcile_every: float, refresh_every: float | None, refresh_after_change: bool, no_wait: bool,
+         log_format: str, as_json: bool) -> None:
+    """Mirror the Redis playbook records into flywheel.playbooks.
+
+    One pass SCANs the pattern, reads values in batches, validates each record and writes the
+    changes in bulk; keys gone from Redis lose their rows once a scan saw the whole key space.
+    Invalid records are kept as invalid rows with the reason (they count in no metric) and do not
+    fail the pass. Exits 0 when the pass completed, 1 when it could not (nothing was deleted then).
+    Every pass is recorded in flywheel.sync_log.
+
+    With --follow it keeps running: Redis keyspace notifications bring changes within about a
+    second (the worker turns them on when Redis allows it, and says how when not), a full pass runs
+    every --reconcile-every seconds, and SIGTERM or SIGINT stop it cleanly. One worker per database.
+
+    \b
+    Example:
+        flywheel-sync sync
+        flywheel-sync sync --json --pattern 'tenant-a:playbook:PB-*'
+        flywheel-sync sync --invalid
+        flywheel-sync sync --follow --refresh-every 60 --log-format json
+        flywheel-sync sync --health 900 || echo "no complete sync in 15 minutes"
+    """
+    if list_invalid:
+        _print_invalid(syncing.invalid_rows(engine), as_json)
+    elif max_age is not None:
+        _health(engine, max_age, as_json)
+    elif follow:
+        options = worker.FollowOptions(
+            redis_url=_required(redis_url), pattern=pattern, reconcile_every=reconcile_every,
+            refresh_every=refresh_every, refresh_after_change=refresh_after_change, wait_for_lock=not no_wait)
+        stopping = worker.Stopping()
+        log = worker.Log(json_lines=log_format == "json")
+        stopping.install_signal_handlers()
+        worker.follow(engine, options, log, stopping)
+    else:
+        _one_pass(engine, _required(redis_url), pattern, as_json)
+
+
+def _required(redis_url: str | None) -> str:
+    if not redis_url:
+        raise syncing.RedisUnavailable(syncing.NO_REDIS)
+    return redis_url
+
+
+def _one_pass(engine, redis_url: str, pattern: str, as_json: bool) -> None:
+    client = syncing.connect_redis(redis_url)
+    try:
+        with worker.exclusive(engine), _progress(client, as_json) as progress:
+            result = syncing.sync_pass(engine, client, pattern, progress=progress)
+    finally:
+        client.close()
+    if as_json:
+        echo_json(result.as_dict())
+    else:
+        click.echo(result.line())
+    if not result.complete:
+        raise syncing.SyncIncomplete(
+            f"sync {result.sync_id} did not see the whole key space ({result.error}); nothing was deleted. "
+            "Run it again once Redis is reachable.")
+
+
+@contextlib.contextmanager
+def _progress(client, as_json: bool):
+    """A progress bar on a terminal (its length is every key of the database, an upper bound)."""
+    if as_json or not sys.stderr.isatty():
+        yield None
+        return
+    with click.progressbar(length=client.dbsize(), label="syncing", file=sys.stderr) as bar:
+        yield bar.update
+
+
+def _print_invalid(rows: list[syncing.InvalidRow], as_json: bool) -> None:
+    if as_json:
+        echo_json([{"playbook_id": row.playbook_id, "redis_key": row.redis_key.hex(),
+                    "invalid_reason": row.invalid_reason, "raw_excerpt": row.raw_excerpt,
+                    "changed_at": row.changed_at} for row in rows])
+        return
+    echo_table(["playbook_id", "reason", "changed_at"], [[row.playbook_id, row.invalid_reason, row.changed_at] for row in rows])
+    click.echo(f"{len(rows)} invalid record(s); they count in no metric until fixed in Redis")
+
+
+def _health(engine, max_age: float, as_json: bool) -> None:
+    status = syncing.health(engine, max_age)
+    if as_json:
+        echo_json(status.as_dict())
+    else:
+        click.echo(status.line())
+    if not status.ok:
+        raise click.exceptions.Exit(1)
+
+
+COMMANDS = (sync,)
