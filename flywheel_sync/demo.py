@@ -69,8 +69,8 @@ def recreate_demo_database(server_url: str) -> str:
 
 
 def run(database_url: str | None, redis_url: str | None, say: Callable[[str], None],
-        progress: Callable[[int, str], Callable[[int], None]]) -> str:
-    """Run the whole demo; return the demo database's URL."""
+        progress: Callable[[int, str], Callable[[int], None]]) -> DemoServers:
+    """Run the whole demo; return the URLs of the demo database and of Redis."""
     chosen = servers(database_url, redis_url)
     say(f"PostgreSQL: {db.mask(chosen.database_url)}")
     say(f"Redis:      {chosen.redis_url}")
@@ -89,7 +89,7 @@ def run(database_url: str | None, redis_url: str | None, say: Callable[[str], No
         say(summary.render(summary.summary_json(engine), summary.targets(engine)))
     finally:
         engine.dispose()
-    return demo_url
+    return DemoServers(demo_url, chosen.redis_url, chosen.embedded)
 
 
 def load_playbooks(engine: sa.Engine, redis_url: str, count: int) -> str:
@@ -106,13 +106,15 @@ def load_playbooks(engine: sa.Engine, redis_url: str, count: int) -> str:
     return f"{written} playbooks written to Redis under {pattern} ({DEMO_INVALID_PLAYBOOKS} invalid on purpose)\n{result.line()}"
 
 
-def next_steps(demo_url: str) -> str:
+def next_steps(demo: DemoServers) -> str:
+    demo_url = demo.database_url
     url = make_url(demo_url)
     return "\n".join([
         "",
         "Try it yourself:",
         f"  {embedded.psql_binary()} '{db.libpq_url(demo_url)}' -c '\\d+ flywheel.*'",
         f"  export FLYWHEEL_DATABASE_URL='{db.libpq_url(demo_url)}'",
+        f"  export FLYWHEEL_REDIS_URL='{demo.redis_url}'",
         "  .venv/bin/flywheel-sync summary --flywheel",
         "  .venv/bin/flywheel-sync sync --invalid      # the two invalid demo playbooks, with the reason",
         f"  .venv/bin/flywheel-sync sync --follow --pattern '{DEMO_PLAYBOOK_PREFIX}PB-*'",

@@ -37,8 +37,8 @@ def demo(database_url: str | None, redis_url: str | None) -> None:
 
         return update
 
-    demo_url = demonstration.run(database_url, redis_url, click.echo, progress)
-    click.echo(demonstration.next_steps(demo_url))
+    servers_used = demonstration.run(database_url, redis_url, click.echo, progress)
+    click.echo(demonstration.next_steps(servers_used))
 
 
 @click.group()
