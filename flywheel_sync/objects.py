@@ -46,6 +46,20 @@ RELEASES: dict[str, Release] = {
         # Grants on everything above, so it comes last.
         ("grants", 1),
     ),
+    # The incremental refresh (issue 5): refresh takes full => and keeps watermarks and tracked rows;
+    # the grants name its new signature and refresh_state.
+    "0002": (
+        ("iso8601", 1),
+        ("setting", 1),
+        ("validate_setting", 1),
+        ("summary", 1),
+        ("summary_targets", 1),
+        ("summary_json", 1),
+        ("flywheel_json", 1),
+        ("prometheus_text", 1),
+        ("refresh", 2),
+        ("grants", 2),
+    ),
 }
 
 _DROP_LINE = re.compile(r"^--\s*drop:\s*(?P<statement>.+?)\s*$", re.MULTILINE)

@@ -1,4 +1,5 @@
-"""Running flywheel.refresh() from Python: the statement timeout around it, and its errors."""
+"""Running flywheel.refresh() from Python: one REPEATABLE READ snapshot, the statement timeout around
+it, and its errors."""
 
 from __future__ import annotations
 
@@ -30,16 +31,21 @@ class RefreshResult:
     steps: list[Step]
     error: str | None
     raw: dict
+    mode: str = "full"
+    mode_reason: str | None = None
+    drift: dict | None = None
 
     @property
     def total_ms(self) -> float:
         return sum(step.ms for step in self.steps)
 
 
-def refresh(engine: Engine, as_of: datetime | None = None) -> RefreshResult:
-    """Run one refresh; raise RefreshBusy or RefreshFailed when it does not succeed."""
+def refresh(engine: Engine, as_of: datetime | None = None, full: bool = False) -> RefreshResult:
+    """Run one refresh (incremental unless ``full``); raise RefreshBusy or RefreshFailed when it does not succeed."""
     try:
-        with db.connect(engine) as connection:
+        # One snapshot for every statement of the refresh, so the rollups and the rows it tracks
+        # agree even while the platform writes.
+        with db.connect(engine.execution_options(isolation_level="REPEATABLE READ")) as connection:
             db.require_schema(connection)
             # statement_timeout can only bound the call from outside: inside a function it is too late.
             connection.execute(sa.text(
@@ -47,7 +53,8 @@ def refresh(engine: Engine, as_of: datetime | None = None) -> RefreshResult:
                 " (extract(epoch from (flywheel.setting('refresh_statement_timeout') #>> '{}')::interval) * 1000)"
                 "::bigint || 'ms', true)"
             ))
-            raw = connection.execute(sa.text("select flywheel.refresh(:as_of)"), {"as_of": as_of}).scalar_one()
+            raw = connection.execute(sa.text("select flywheel.refresh(:as_of, full => :full)"),
+                                     {"as_of": as_of, "full": full}).scalar_one()
     except sa.exc.OperationalError as exc:
         if isinstance(exc.orig, psycopg.errors.LockNotAvailable):
             raise RefreshBusy(f"{_first_line(exc)}. {_hint(exc)}") from exc
@@ -77,6 +84,9 @@ def _result(raw: dict) -> RefreshResult:
         steps=[Step(step["step"], step["rows"], float(step["ms"])) for step in raw["steps"]],
         error=raw.get("error"),
         raw=raw,
+        mode=raw.get("mode", "full"),
+        mode_reason=raw.get("mode_reason"),
+        drift=raw.get("drift"),
     )
 
 
