@@ -97,7 +97,7 @@ alter table flywheel.refresh_log add column mode_reason text, add column drift j
 comment on column flywheel.refresh_log.mode is
     'full: every rollup recomputed from the source tables; incremental: only the rows changed since the last refresh';
 comment on column flywheel.refresh_log.mode_reason is
-    'Why the run was full (asked for, first run, timezone or source_schema changed, a source lacking updated_at or an index); NULL for incremental runs';
+    'Why the run was full (asked for, first run, timezone or source_schema changed, a source lacking updated_at or an index), and a note when it ran under READ COMMITTED; NULL for an incremental run in one snapshot';
 comment on column flywheel.refresh_log.drift is
     'Full runs: what the recomputation corrected in the rollups kept incrementally before it (per table: days changed, sum of absolute differences), i.e. deletes and late changes no watermark saw';
 """
