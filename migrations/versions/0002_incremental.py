@@ -47,17 +47,26 @@ create table flywheel.tracked_incidents (
     status            text,
     alertname_missing boolean not null,
     execution_success boolean not null,
-    updated_at        timestamptz
+    updated_at        timestamptz,
+    created_at        timestamptz,
+    alertname         text,
+    notification_type text
 );
 create index tracked_incidents_updated_at on flywheel.tracked_incidents (updated_at);
+-- current_flow: the newest active incidents, read in order without a sort.
+create index tracked_incidents_active on flywheel.tracked_incidents (created_at desc nulls last, incident_id desc)
+    where status in ('investigating', 'mitigating');
 comment on table flywheel.tracked_incidents is
-    'Incidents that are active or changed within the lookback, in the state the rollups count them in: a later change is applied as the difference. Internal to flywheel.refresh().';
+    'Incidents that are active or changed within the lookback, in the state the rollups count them in: a later change is applied as the difference, and the active ones give the active counts and current_flow. Internal to flywheel.refresh().';
 comment on column flywheel.tracked_incidents.incident_id is 'incidents.incident_id, as text';
 comment on column flywheel.tracked_incidents.day is 'Day of created_at in the timezone (daily_incidents.day); NULL when created_at is NULL';
 comment on column flywheel.tracked_incidents.status is 'incidents.status as counted';
 comment on column flywheel.tracked_incidents.alertname_missing is 'Counted in daily_incidents.alertname_missing';
 comment on column flywheel.tracked_incidents.execution_success is 'Counted in daily_incidents.execution_success';
 comment on column flywheel.tracked_incidents.updated_at is 'incidents.updated_at as read';
+comment on column flywheel.tracked_incidents.created_at is 'incidents.created_at as read';
+comment on column flywheel.tracked_incidents.alertname is 'incidents.alertname as read (current_flow)';
+comment on column flywheel.tracked_incidents.notification_type is 'incidents.notification_type as read (type4_count)';
 
 create table flywheel.tracked_executions (
     id         text primary key,

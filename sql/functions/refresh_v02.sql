@@ -95,6 +95,7 @@ declare
     incident_key_type text;
     execution_key_type text;
     knowledge_key_type text;
+    active_source text;
 
     undated_incidents bigint;
     undated_alertname_missing bigint;
@@ -365,10 +366,12 @@ begin
                 execute format('select max(created_at) from %I.knowledge_entries', source_schema) into knowledge_watermark;
                 execute format($sql$
                     insert into flywheel.tracked_incidents
-                        (incident_id, day, status, alertname_missing, execution_success, updated_at)
+                        (incident_id, day, status, alertname_missing, execution_success, updated_at,
+                         created_at, alertname, notification_type)
                     select incident_id::text, (created_at at time zone $1)::date, status,
                            alertname is null or btrim(alertname, E' \t\r\n') = '',
-                           coalesce(outcome ->> 'execution_success' = 'true', false), updated_at
+                           coalesce(outcome ->> 'execution_success' = 'true', false), updated_at,
+                           created_at, alertname, notification_type
                     from %I.incidents
                     where status in ('investigating', 'mitigating') or updated_at > $2
                 $sql$, source_schema)
@@ -409,14 +412,16 @@ begin
                     select incident_id::text as key, created_at, updated_at,
                            (created_at at time zone $1)::date as day, status,
                            alertname is null or btrim(alertname, E' \t\r\n') = '' as alertname_missing,
-                           coalesce(outcome ->> 'execution_success' = 'true', false) as execution_success
+                           coalesce(outcome ->> 'execution_success' = 'true', false) as execution_success,
+                           alertname, notification_type
                     from %1$I.incidents
                     where updated_at > $2
                 ), probed as (
                     select incident_id::text as key, created_at, updated_at,
                            (created_at at time zone $1)::date as day, status,
                            alertname is null or btrim(alertname, E' \t\r\n') = '' as alertname_missing,
-                           coalesce(outcome ->> 'execution_success' = 'true', false) as execution_success
+                           coalesce(outcome ->> 'execution_success' = 'true', false) as execution_success,
+                           alertname, notification_type
                     from %1$I.incidents
                     where incident_id = any(cast(array(
                         select tracked.incident_id from flywheel.tracked_incidents as tracked
@@ -530,13 +535,17 @@ begin
                            and not exists (select from seen where seen.key = tracked.incident_id))
                 ), tracked as (
                     insert into flywheel.tracked_incidents
-                        (incident_id, day, status, alertname_missing, execution_success, updated_at)
-                    select key, day, status, alertname_missing, execution_success, updated_at
+                        (incident_id, day, status, alertname_missing, execution_success, updated_at,
+                         created_at, alertname, notification_type)
+                    select key, day, status, alertname_missing, execution_success, updated_at,
+                           created_at, alertname, notification_type
                     from seen
                     where coalesce(status = any($6), false) or updated_at > (select value from watermark) - $4
                     on conflict (incident_id) do update set
                         day = excluded.day, status = excluded.status, alertname_missing = excluded.alertname_missing,
-                        execution_success = excluded.execution_success, updated_at = excluded.updated_at
+                        execution_success = excluded.execution_success, updated_at = excluded.updated_at,
+                        created_at = excluded.created_at, alertname = excluded.alertname,
+                        notification_type = excluded.notification_type
                 )
                 select (select value from watermark), (select count(*) from seen) + (select count(*) from gone),
                        (select count(*) from recount_days),
@@ -784,15 +793,19 @@ begin
                  'ms', round(extract(epoch from clock_timestamp() - step_started)::numeric * 1000, 1));
         step_started := clock_timestamp();
 
-        -- Active incidents: the small set investigating or mitigating, and the newest of them.
+        -- Active incidents: the small set investigating or mitigating, and the newest of them. The
+        -- tracked rows hold every active incident in its state as last read (a change bumps
+        -- updated_at, so it was read), in a small table of our own; without tracking, the source.
+        active_source := case when cardinality(lacking) = 0 then 'flywheel.tracked_incidents'
+                              else format('%I.incidents', source_schema) end;
         execute format($sql$
             select count(*) filter (where status = 'investigating'),
                    count(*) filter (where status = 'mitigating'),
                    count(*) filter (where status = 'investigating' and created_at <= $1),
                    count(*) filter (where status = 'investigating' and notification_type = 'TYPE-4')
-            from %I.incidents
+            from %s
             where status in ('investigating', 'mitigating')
-        $sql$, source_schema)
+        $sql$, active_source)
         using metrics_now - stuck_after
         into incidents_investigating, incidents_mitigating, incidents_stuck, type4_count;
 
@@ -801,15 +814,15 @@ begin
             insert into flywheel.current_flow
                 (position, incident_id, alertname, status, current_node, created_at, refreshed_at)
             select row_number() over (order by created_at desc nulls last, incident_id desc),
-                   incident_id::text, alertname, status,
+                   incident_id, alertname, status,
                    case status when 'investigating' then 'diagnosis' else 'execution' end,
                    created_at, $2
-            from (select incident_id, alertname, status, created_at
-                  from %I.incidents
+            from (select incident_id::text as incident_id, alertname, status, created_at
+                  from %s
                   where status in ('investigating', 'mitigating')
-                  order by created_at desc nulls last, incident_id desc
+                  order by created_at desc nulls last, incident_id::text desc
                   limit $1) as newest
-        $sql$, source_schema)
+        $sql$, active_source)
         using flow_limit, metrics_now;
         get diagnostics rows_written = row_count;
         steps := steps || jsonb_build_object('step', 'active_incidents', 'rows', rows_written,
