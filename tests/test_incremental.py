@@ -3,6 +3,7 @@ and says why; release 0002 installs and uninstalls cleanly."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -68,6 +69,8 @@ class Platform:
         self.connection = connection
         self.clock = AS_OF - 2 * DAY
         self.incidents: dict[str, datetime] = {}  # key -> updated_at
+        self.read_by_refresh: dict[str, datetime] = {}  # the same, as the last refresh read it
+        self.numbers = itertools.count(1)
         self.knowledge_ids: list[int] = []
         # Before the first refresh rows may be back-dated freely; afterwards executions and knowledge
         # entries arrive as the platform writes them, created now (a late arrival is the full run's).
@@ -89,7 +92,8 @@ class Platform:
 
     def incident(self, minutes_ago: int, status: str, alertname: str | None, success: bool | None) -> None:
         outcome = None if success is None else {"execution_success": success}
-        key = add_incident(self.connection, status=status, alertname=alertname, outcome=outcome,
+        key = add_incident(self.connection, incident_id=f"P-{next(self.numbers):04d}", status=status,
+                           alertname=alertname, outcome=outcome,
                            created_at=self.clock - minutes_ago * MINUTE, updated_at=self.clock)
         self.incidents[key] = self.clock
 
@@ -106,8 +110,11 @@ class Platform:
             self._touch(key, "outcome = cast(:outcome as jsonb)", {"outcome": f'{{"execution_success": {str(success).lower()}}}'})
 
     def delete_recent_incident(self, index: int) -> None:
-        # Within the lookback a delete is seen; an older one is the full refresh's (tested below).
-        recent = sorted(key for key, touched in self.incidents.items() if touched > self.clock - LOOKBACK / 2)
+        # A delete is seen when the last refresh read the row within the lookback of its watermark
+        # (or never counted it); any other is the full refresh's to correct (tested below).
+        watermark = max(self.read_by_refresh.values(), default=self.clock)
+        recent = sorted(key for key in self.incidents
+                        if key not in self.read_by_refresh or self.read_by_refresh[key] > watermark - LOOKBACK)
         if recent:
             key = recent[index % len(recent)]
             self.connection.execute(sa.text("delete from incidents where incident_id = :key"), {"key": key})
@@ -131,9 +138,10 @@ class Platform:
             self.connection.execute(sa.text("update knowledge_entries set embedding = :embedding where id = :id"),
                                     {"embedding": [0.5] if vectorized else None, "id": entry})
 
-    def refresh(self) -> None:
-        mode = run_refresh(self.connection, self.clock)["mode"]
-        assert mode == "incremental" or not self.settled
+    def refresh(self, full: bool = False) -> None:
+        mode = run_refresh(self.connection, self.clock, full)["mode"]
+        assert mode == "incremental" or full or not self.settled
+        self.read_by_refresh = dict(self.incidents)
 
 
 @settings(max_examples=30, deadline=timedelta(seconds=5), suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -144,7 +152,7 @@ def test_incremental_refreshes_equal_a_full_recomputation_after_any_changes(conn
         platform = Platform(connection)
         for step in history:
             platform.apply(step)
-        run_refresh(connection, platform.clock, full=True)
+        platform.refresh(full=True)
         platform.settled = True
         for step in changes:
             platform.apply(step)
