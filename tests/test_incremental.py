@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from flywheel_sync import check, db, generate, migrate
 from flywheel_sync.cli import cli
-from tests.platform import (AS_OF, DAY, HOUR, MINUTE, add_execution, add_incident, add_knowledge_entry,
+from tests.platform import (AS_OF, DAY, HOUR, MINUTE, add_execution, add_incident, add_playbook,
                             summary_row)
 
 ROLLUPS = ("daily_incidents", "daily_executions", "daily_knowledge", "current_flow")
@@ -319,3 +319,13 @@ def test_upgrade_to_0002_and_downgrade_give_exactly_each_release(empty_database_
     assert definitions(engine) == release_0002
     assert "function flywheel.refresh(timestamp with time zone,boolean)" in {row[0] for row in release_0002}
     engine.dispose()
+
+
+def test_rate_falls_back_to_approved_playbooks_when_seven_days_hold_no_execution(connection):
+    add_playbook(connection, status="approved", success_count=9, failure_count=3)
+    add_playbook(connection, status="draft", success_count=100, failure_count=0)
+    add_playbook(connection, valid=False)
+    run_refresh(connection)
+    summary = summary_row(connection)
+    assert (summary.execution_success_rate, summary.execution_success_rate_source) == (0.75, "playbooks")
+    assert (summary.playbook_count, summary.playbooks_invalid) == (1, 1)

@@ -28,7 +28,8 @@ create table flywheel.refresh_state (
     executions_watermark timestamptz,
     knowledge_watermark  timestamptz,
     lookback             interval not null default '10 minutes' check (lookback >= interval '0'),
-    full_at              timestamptz not null
+    full_at              timestamptz not null,
+    recent_executions_from timestamptz not null
 );
 comment on table flywheel.refresh_state is
     'Where the last refresh left off (one row): the incremental refresh reads only rows past these watermarks, less the lookback. Written by flywheel.refresh(); a change of timezone or source_schema forces a full refresh.';
@@ -40,6 +41,18 @@ comment on column flywheel.refresh_state.executions_watermark is 'Newest auto_re
 comment on column flywheel.refresh_state.knowledge_watermark is 'Newest knowledge_entries.created_at seen (NULL: none yet)';
 comment on column flywheel.refresh_state.lookback is 'Rows are re-read this far behind each watermark, for transactions that commit after a later one; a change committed later than that is seen by the next full refresh';
 comment on column flywheel.refresh_state.full_at is 'computed_at of the last full refresh';
+comment on column flywheel.refresh_state.recent_executions_from is 'recent_executions holds every execution created at or after this';
+
+create table flywheel.recent_executions (
+    bucket_start timestamptz primary key,
+    executions   bigint not null,
+    successes    bigint not null
+);
+comment on table flywheel.recent_executions is
+    'Executions per 10 minutes of created_at over the last 8 days: the 24-hour and 7-day windows of execution_success_rate sum whole buckets and read only the rows of their first, partial one. Internal to flywheel.refresh().';
+comment on column flywheel.recent_executions.bucket_start is 'Start of the 10 minutes (date_bin from 2000-01-01 UTC)';
+comment on column flywheel.recent_executions.executions is 'Executions created in those 10 minutes';
+comment on column flywheel.recent_executions.successes is 'Of those, executions whose success IS TRUE';
 
 create table flywheel.tracked_incidents (
     incident_id       text primary key,
@@ -99,6 +112,8 @@ comment on column flywheel.tracked_knowledge.created_at is 'knowledge_entries.cr
 """
 
 COLUMNS = """
+-- The refresh counts invalid playbook records every minute: through this index, not the whole mirror.
+create index playbooks_invalid on flywheel.playbooks (playbook_id) where not valid;
 alter table flywheel.daily_incidents add column execution_success bigint not null default 0;
 comment on column flywheel.daily_incidents.execution_success is
     'Of those, incidents whose outcome.execution_success is true or "true"';
@@ -112,8 +127,9 @@ comment on column flywheel.refresh_log.drift is
 """
 
 DROP = """
-drop table flywheel.tracked_knowledge, flywheel.tracked_executions, flywheel.tracked_incidents,
-    flywheel.refresh_state;
+drop index flywheel.playbooks_invalid;
+drop table flywheel.recent_executions, flywheel.tracked_knowledge, flywheel.tracked_executions,
+    flywheel.tracked_incidents, flywheel.refresh_state;
 alter table flywheel.refresh_log drop column drift, drop column mode_reason;
 alter table flywheel.daily_incidents drop column execution_success;
 comment on column flywheel.refresh_log.mode is 'full: every rollup recomputed from the source tables';

@@ -24,8 +24,9 @@
 --     when a source lacks incidents.updated_at or one of the indexes below (flywheel-sync check).
 -- Whole-history totals are the sums of the rollups plus the rows whose created_at is NULL (read by
 -- the created_at index). today_processed, execution_success_today and flywheel_conversions_today are
--- sums of rollup days from today on; the 24-hour and 7-day windows are their first, partial day read
--- through the created_at index plus the rollup days after it; count_1h reads its hour.
+-- sums of rollup days from today on; the rate's 24-hour and 7-day windows sum 10-minute buckets of
+-- recent_executions and read only their first, partial bucket; km_created_24h reads its first,
+-- partial day (index only) plus the rollup days after it; count_1h reads its hour.
 --
 -- Indexes it relies on (their absence makes it full): incidents (updated_at), incidents (created_at),
 -- auto_repair_executions (created_at), knowledge_entries (created_at), knowledge_entries (...) WHERE
@@ -96,6 +97,14 @@ declare
     execution_key_type text;
     knowledge_key_type text;
     active_source text;
+    -- Buckets of recent_executions: 10 minutes from a fixed origin, kept for 8 days.
+    bucket constant interval := interval '10 minutes';
+    bucket_origin constant timestamptz := timestamptz '2000-01-01 00:00:00+00';
+    recent_executions_from timestamptz;
+    window_bucket timestamptz;
+    window_start timestamptz;
+    window_executions bigint;
+    window_successes bigint;
 
     undated_incidents bigint;
     undated_alertname_missing bigint;
@@ -303,6 +312,16 @@ begin
             using zone, metrics_now
             into rows_written, table_drift;
             drift := drift || jsonb_build_object('daily_executions', table_drift);
+            recent_executions_from := date_bin(bucket, metrics_now - interval '8 days', bucket_origin);
+            delete from flywheel.recent_executions;
+            execute format($sql$
+                insert into flywheel.recent_executions (bucket_start, executions, successes)
+                select date_bin($1, created_at, $2), count(*), count(*) filter (where success is true)
+                from %I.auto_repair_executions
+                where created_at >= $3
+                group by 1
+            $sql$, source_schema)
+            using bucket, bucket_origin, recent_executions_from;
             steps := steps || jsonb_build_object('step', 'daily_executions', 'rows', rows_written,
                      'ms', round(extract(epoch from clock_timestamp() - step_started)::numeric * 1000, 1));
             step_started := clock_timestamp();
@@ -540,7 +559,16 @@ begin
                     select key, day, status, alertname_missing, execution_success, updated_at,
                            created_at, alertname, notification_type
                     from seen
-                    where coalesce(status = any($6), false) or updated_at > (select value from watermark) - $4
+                    where (coalesce(status = any($6), false) or updated_at > (select value from watermark) - $4)
+                      -- Rows read again within the lookback, unchanged, are not rewritten.
+                      and not exists (
+                          select from counted
+                          where counted.incident_id = seen.key
+                            and (counted.day, counted.status, counted.alertname_missing, counted.execution_success,
+                                 counted.updated_at, counted.created_at, counted.alertname, counted.notification_type)
+                                is not distinct from
+                                (seen.day, seen.status, seen.alertname_missing, seen.execution_success,
+                                 seen.updated_at, seen.created_at, seen.alertname, seen.notification_type))
                     on conflict (incident_id) do update set
                         day = excluded.day, status = excluded.status, alertname_missing = excluded.alertname_missing,
                         execution_success = excluded.execution_success, updated_at = excluded.updated_at,
@@ -610,6 +638,22 @@ begin
                     on conflict (day) do update set
                         executions = excluded.executions, successes = excluded.successes, refreshed_at = excluded.refreshed_at
                     returning 1
+                ), bucket_differences as (
+                    select date_bin($7, created_at, $8) as bucket_start, sum(executions) as executions,
+                           sum(successes) as successes
+                    from (
+                        select created_at, 1 as executions, (success is true)::int as successes from seen
+                        union all
+                        select created_at, -1, -(success is true)::int from counted
+                    ) as signed
+                    where created_at >= $6
+                    group by 1
+                    having (sum(executions), sum(successes)) <> (0, 0)
+                ), buckets_written as (
+                    insert into flywheel.recent_executions as kept (bucket_start, executions, successes)
+                    select bucket_start, executions, successes from bucket_differences
+                    on conflict (bucket_start) do update set
+                        executions = kept.executions + excluded.executions, successes = kept.successes + excluded.successes
                 ), watermark as (
                     select greatest($5, max(created_at)) as value from changed
                 ), untracked as (
@@ -620,14 +664,21 @@ begin
                     insert into flywheel.tracked_executions (id, day, success, created_at)
                     select key, day, success, created_at from seen
                     where created_at > (select value from watermark) - $4
+                      and not exists (select from counted where counted.id = seen.key
+                                        and (counted.day, counted.success, counted.created_at)
+                                            is not distinct from (seen.day, seen.success, seen.created_at))
                     on conflict (id) do update set day = excluded.day, success = excluded.success, created_at = excluded.created_at
                 )
                 select (select value from watermark), (select count(*) from seen) + (select count(*) from gone),
                        (select count(*) from written) + (select count(*) from emptied)
             $sql$, source_schema, execution_key_type)
             using zone, coalesce(state.executions_watermark - lookback, '-infinity'), metrics_now, lookback,
-                  state.executions_watermark
+                  state.executions_watermark, state.recent_executions_from, bucket, bucket_origin
             into executions_watermark, rows_read, rows_written;
+            -- Buckets older than 8 days serve no window any more.
+            recent_executions_from := greatest(state.recent_executions_from,
+                                               date_bin(bucket, metrics_now - interval '8 days', bucket_origin));
+            delete from flywheel.recent_executions where bucket_start < recent_executions_from;
             steps := steps || jsonb_build_object('step', 'daily_executions', 'rows', rows_written, 'read', rows_read,
                      'ms', round(extract(epoch from clock_timestamp() - step_started)::numeric * 1000, 1));
             step_started := clock_timestamp();
@@ -713,7 +764,10 @@ begin
                 ), tracked as (
                     insert into flywheel.tracked_knowledge (id, day, unvectorized, created_at)
                     select key, day, unvectorized, created_at from seen
-                    where unvectorized or created_at > (select value from watermark) - $4
+                    where (unvectorized or created_at > (select value from watermark) - $4)
+                      and not exists (select from counted where counted.id = seen.key
+                                        and (counted.day, counted.unvectorized, counted.created_at)
+                                            is not distinct from (seen.day, seen.unvectorized, seen.created_at))
                     on conflict (id) do update set
                         day = excluded.day, unvectorized = excluded.unvectorized, created_at = excluded.created_at
                 )
@@ -755,30 +809,38 @@ begin
         $sql$, source_schema)
         using metrics_now - interval '1 hour'
         into count_1h;
-        execute format($sql$
-            select count(*), count(*) filter (where success is true)
-            from %I.auto_repair_executions
-            where created_at >= $2
-              and created_at < ((($2 at time zone $1)::date + 1)::timestamp at time zone $1) + interval '3 hours'
-              and (created_at at time zone $1)::date = ($2 at time zone $1)::date
-        $sql$, source_schema)
-        using zone, metrics_now - interval '24 hours'
-        into executions_24h, successes_24h;
-        execute format($sql$
-            select count(*), count(*) filter (where success is true)
-            from %I.auto_repair_executions
-            where created_at >= $2
-              and created_at < ((($2 at time zone $1)::date + 1)::timestamp at time zone $1) + interval '3 hours'
-              and (created_at at time zone $1)::date = ($2 at time zone $1)::date
-        $sql$, source_schema)
-        using zone, metrics_now - interval '7 days'
-        into executions_7d, successes_7d;
-        select executions_24h + coalesce(sum(executions) filter (where day > ((metrics_now - interval '24 hours') at time zone zone)::date), 0),
-               successes_24h + coalesce(sum(successes) filter (where day > ((metrics_now - interval '24 hours') at time zone zone)::date), 0),
-               executions_7d + coalesce(sum(executions) filter (where day > ((metrics_now - interval '7 days') at time zone zone)::date), 0),
-               successes_7d + coalesce(sum(successes) filter (where day > ((metrics_now - interval '7 days') at time zone zone)::date), 0)
-          into executions_24h, successes_24h, executions_7d, successes_7d
-          from flywheel.daily_executions;
+        -- The rate's windows: whole 10-minute buckets, and the rows of the first, partial bucket
+        -- through the created_at index. A window older than the buckets (a back-fill) reads the source.
+        for window_start in select unnest(array[metrics_now - interval '24 hours', metrics_now - interval '7 days']) loop
+            if window_start >= recent_executions_from then
+                window_bucket := date_bin(bucket, window_start, bucket_origin);
+                execute format($sql$
+                    select count(*) + (select coalesce(sum(executions), 0) from flywheel.recent_executions
+                                       where bucket_start > $3),
+                           count(*) filter (where success is true)
+                           + (select coalesce(sum(successes), 0) from flywheel.recent_executions where bucket_start > $3)
+                    from %I.auto_repair_executions
+                    where created_at >= $1 and created_at < $2
+                $sql$, source_schema)
+                using window_start, window_bucket + bucket, window_bucket
+                into window_executions, window_successes;
+            else
+                execute format($sql$
+                    select count(*), count(*) filter (where success is true)
+                    from %I.auto_repair_executions
+                    where created_at >= $1
+                $sql$, source_schema)
+                using window_start
+                into window_executions, window_successes;
+            end if;
+            if window_start = metrics_now - interval '24 hours' then
+                executions_24h := window_executions;
+                successes_24h := window_successes;
+            else
+                executions_7d := window_executions;
+                successes_7d := window_successes;
+            end if;
+        end loop;
         execute format($sql$
             select count(*) + (select coalesce(sum(entries_created), 0) from flywheel.daily_knowledge
                                where day > ($2 at time zone $1)::date)
@@ -829,13 +891,10 @@ begin
                  'ms', round(extract(epoch from clock_timestamp() - step_started)::numeric * 1000, 1));
         step_started := clock_timestamp();
 
-        -- Approved, valid playbooks: the count, and the rate's last fallback.
-        select count(*) filter (where valid and status = 'approved'),
-               count(*) filter (where not valid),
-               coalesce(sum(success_count + failure_count) filter (where valid and status = 'approved'), 0),
-               coalesce(sum(success_count) filter (where valid and status = 'approved'), 0)
-          into playbook_count, playbooks_invalid, playbook_runs, playbook_successes
-          from flywheel.playbooks;
+        -- Approved, valid playbooks and invalid records, each through its partial index; their runs
+        -- only when the rate falls back to them (below).
+        select count(*) into playbook_count from flywheel.playbooks where valid and status = 'approved';
+        select count(*) into playbooks_invalid from flywheel.playbooks where not valid;
 
         -- metrics.md, execution_success_rate: the first window with min_sample executions; no rate
         -- from a window that has some but too few; the playbooks only when 7 days hold none at all.
@@ -851,12 +910,14 @@ begin
         elsif executions_7d > 0 then
             rate_source := 'insufficient';
             rate_sample := executions_7d;
-        elsif playbook_runs >= min_sample then
-            success_rate := playbook_successes::double precision / playbook_runs;
-            rate_source := 'playbooks';
-            rate_sample := playbook_runs;
         else
-            rate_source := 'insufficient';
+            select coalesce(sum(success_count + failure_count), 0), coalesce(sum(success_count), 0)
+              into playbook_runs, playbook_successes
+              from flywheel.playbooks
+             where valid and status = 'approved';
+            rate_source := case when playbook_runs >= min_sample then 'playbooks' else 'insufficient' end;
+            success_rate := case when playbook_runs >= min_sample
+                                 then playbook_successes::double precision / playbook_runs end;
             rate_sample := playbook_runs;
         end if;
 
@@ -888,11 +949,12 @@ begin
         else
             insert into flywheel.refresh_state as kept
                 (singleton, timezone, source_schema, incidents_watermark, executions_watermark, knowledge_watermark,
-                 lookback, full_at)
+                 lookback, full_at, recent_executions_from)
             values (true, zone, source_schema, incidents_watermark, executions_watermark, knowledge_watermark,
-                    lookback, metrics_now)
+                    lookback, metrics_now, recent_executions_from)
             on conflict (singleton) do update set
                 timezone = excluded.timezone, source_schema = excluded.source_schema,
+                recent_executions_from = excluded.recent_executions_from,
                 incidents_watermark = excluded.incidents_watermark,
                 executions_watermark = excluded.executions_watermark,
                 knowledge_watermark = excluded.knowledge_watermark,
