@@ -79,7 +79,7 @@ WANTED_INDEXES = (
                 incremental=True),
     WantedIndex("knowledge_entries", "knowledge_entries_created_at", "(created_at)", "created_at",
                 "the routine refresh finds new knowledge entries", incremental=True),
-    WantedIndex("knowledge_entries", "knowledge_entries_unvectorized", "(created_at) WHERE embedding IS NULL",
+    WantedIndex("knowledge_entries", "knowledge_entries_unvectorized", "(created_at, id) WHERE embedding IS NULL",
                 "created_at", "the routine refresh reads only the unvectorized backlog",
                 predicate="(embedding IS NULL)", incremental=True),
 )

@@ -30,7 +30,8 @@
 --
 -- Indexes it relies on (their absence makes it full): incidents (updated_at), incidents (created_at),
 -- auto_repair_executions (created_at), knowledge_entries (created_at), knowledge_entries (...) WHERE
--- embedding IS NULL. The active incidents read incidents (status, created_at) WHERE status IN
+-- embedding IS NULL (read index-only when it holds created_at and id). The active incidents are read
+-- from tracked_incidents; without tracking, through incidents (status, created_at) WHERE status IN
 -- ('investigating', 'mitigating') when present.
 --
 -- Snapshot: run it in one REPEATABLE READ transaction (the CLI does; pg_cron: `begin isolation level
@@ -690,7 +691,12 @@ begin
                     select id::text as key, created_at, (created_at at time zone $1)::date as day,
                            embedding is null as unvectorized
                     from %1$I.knowledge_entries
-                    where created_at > $2 or embedding is null
+                    where created_at > $2
+                    union
+                    -- The backlog from its partial index alone (an index-only scan: the rows are wide).
+                    select id::text, created_at, (created_at at time zone $1)::date, true
+                    from %1$I.knowledge_entries
+                    where embedding is null
                 ), probed as (
                     select id::text as key, created_at, (created_at at time zone $1)::date as day,
                            embedding is null as unvectorized
