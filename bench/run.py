@@ -25,7 +25,7 @@ import psycopg
 
 import dataset
 import measures
-from flywheel_sync import generate
+from flywheel_sync import embedded, generate
 
 
 @dataclass
@@ -158,7 +158,13 @@ def main() -> None:
     parser.add_argument("--contention-seconds", type=float, default=8.0,
                         help="length of each writer/reader run (default 8)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    parser.add_argument("--stop-servers", action="store_true",
+                        help="stop the embedded servers under bench/.cache/ (the data stays) and exit")
     options = parser.parse_args()
+    if options.stop_servers:
+        for kind in ("postgres", "redis"):
+            embedded.stop(dataset.CACHE / kind)
+        return
 
     def say(message: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
