@@ -13,6 +13,9 @@ from sqlalchemy.engine import Engine
 from . import db
 from .errors import RefreshBusy, RefreshFailed
 
+# flywheel.refresh()'s advisory lock: 'flyw' and 1 (refresh_v02.sql).
+REFRESH_LOCK = "x'666c7977'::integer, 1"
+
 
 @dataclass(frozen=True)
 class Step:
@@ -43,21 +46,31 @@ class RefreshResult:
 def refresh(engine: Engine, as_of: datetime | None = None, full: bool = False) -> RefreshResult:
     """Run one refresh (incremental unless ``full``); raise RefreshBusy or RefreshFailed when it does not succeed."""
     try:
-        # One snapshot for every statement of the refresh, so the rollups and the rows it tracks
-        # agree even while the platform writes.
-        with db.connect(engine.execution_options(isolation_level="REPEATABLE READ")) as connection:
+        with db.session(engine) as connection:
             db.require_schema(connection)
-            # statement_timeout can only bound the call from outside: inside a function it is too late.
+            # The refresh's own advisory lock, taken before its snapshot: a refresh that waited for
+            # another then reads what that one wrote (REPEATABLE READ fixes the snapshot at the first
+            # statement, so a lock taken inside the snapshot would be taken too late).
             connection.execute(sa.text(
-                "select set_config('statement_timeout',"
-                " (extract(epoch from (flywheel.setting('refresh_statement_timeout') #>> '{}')::interval) * 1000)"
-                "::bigint || 'ms', true)"
+                "select set_config('lock_timeout',"
+                " (extract(epoch from (flywheel.setting('refresh_lock_wait') #>> '{}')::interval) * 1000)"
+                "::bigint || 'ms', false)"
             ))
-            raw = connection.execute(sa.text("select flywheel.refresh(:as_of, full => :full)"),
-                                     {"as_of": as_of, "full": full}).scalar_one()
+            connection.execute(sa.text(f"select pg_advisory_lock({REFRESH_LOCK})"))
+            connection.commit()
+            try:
+                raw = _refresh_in_one_snapshot(connection, as_of, full)
+            finally:
+                connection.rollback()
+                connection.execute(sa.text(f"select pg_advisory_unlock({REFRESH_LOCK})"))
+                connection.execute(sa.text("reset lock_timeout"))
+                connection.commit()
     except sa.exc.OperationalError as exc:
         if isinstance(exc.orig, psycopg.errors.LockNotAvailable):
-            raise RefreshBusy(f"{_first_line(exc)}. {_hint(exc)}") from exc
+            raise RefreshBusy(
+                "another flywheel refresh is running and did not finish within the refresh_lock_wait setting; "
+                "let it finish (see flywheel.refresh_log and pg_stat_activity) or raise refresh_lock_wait"
+            ) from exc
         if isinstance(exc.orig, psycopg.errors.QueryCanceled):
             raise RefreshFailed(
                 "the refresh was cancelled by refresh_statement_timeout; raise that setting "
@@ -72,6 +85,21 @@ def refresh(engine: Engine, as_of: datetime | None = None, full: bool = False) -
             f"refresh_id {result.refresh_id}). Run `flywheel-sync check` to compare the source tables with the contract."
         )
     return result
+
+
+def _refresh_in_one_snapshot(connection: sa.Connection, as_of: datetime | None, full: bool) -> dict:
+    # One snapshot for every statement of the refresh, so the rollups and the rows it tracks agree
+    # even while the platform writes.
+    connection.execution_options(isolation_level="REPEATABLE READ")
+    with connection.begin():
+        # statement_timeout can only bound the call from outside: inside a function it is too late.
+        connection.execute(sa.text(
+            "select set_config('statement_timeout',"
+            " (extract(epoch from (flywheel.setting('refresh_statement_timeout') #>> '{}')::interval) * 1000)"
+            "::bigint || 'ms', true)"
+        ))
+        return connection.execute(sa.text("select flywheel.refresh(:as_of, full => :full)"),
+                                  {"as_of": as_of, "full": full}).scalar_one()
 
 
 def _result(raw: dict) -> RefreshResult:
@@ -89,12 +117,3 @@ def _result(raw: dict) -> RefreshResult:
         drift=raw.get("drift"),
     )
 
-
-def _first_line(exc: sa.exc.DBAPIError) -> str:
-    diag = getattr(exc.orig, "diag", None)
-    return (diag.message_primary if diag else None) or str(exc.orig).splitlines()[0]
-
-
-def _hint(exc: sa.exc.DBAPIError) -> str:
-    diag = getattr(exc.orig, "diag", None)
-    return (diag.message_hint if diag else None) or ""

@@ -6,13 +6,16 @@ from __future__ import annotations
 import itertools
 from datetime import datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flywheel_sync import check, db, generate, migrate
+from flywheel_sync import refresh as refreshing
 from flywheel_sync.cli import cli
+from flywheel_sync.errors import RefreshBusy
 from tests.platform import (AS_OF, DAY, HOUR, MINUTE, add_execution, add_incident, add_playbook,
                             summary_row)
 
@@ -329,3 +332,16 @@ def test_rate_falls_back_to_approved_playbooks_when_seven_days_hold_no_execution
     summary = summary_row(connection)
     assert (summary.execution_success_rate, summary.execution_success_rate_source) == (0.75, "playbooks")
     assert (summary.playbook_count, summary.playbooks_invalid) == (1, 1)
+
+
+
+def test_refresh_waits_for_another_then_says_busy_after_refresh_lock_wait(engine):
+    with engine.begin() as connection:
+        connection.execute(sa.text("update flywheel.settings set value = '\"200 milliseconds\"'"
+                                   " where key = 'refresh_lock_wait'"))
+    with engine.connect() as other:
+        other.execute(sa.text(f"select pg_advisory_lock({refreshing.REFRESH_LOCK})"))
+        with pytest.raises(RefreshBusy, match="refresh_lock_wait"):
+            refreshing.refresh(engine)
+        other.execute(sa.text(f"select pg_advisory_unlock({refreshing.REFRESH_LOCK})"))
+    assert refreshing.refresh(engine).mode == "full"
