@@ -81,7 +81,6 @@ declare
     flow_limit integer := (flywheel.setting('current_flow_limit') #>> '{}')::integer;
     retention interval := (flywheel.setting('retention') #>> '{}')::interval;
     source_schema text := flywheel.setting('source_schema') #>> '{}';
-    today_start timestamptz;
     today date;
 
     state flywheel.refresh_state;
@@ -156,8 +155,7 @@ begin
         (extract(epoch from (flywheel.setting('refresh_lock_timeout') #>> '{}')::interval) * 1000)::bigint || 'ms', true);
 
     begin
-        -- Midnight of now's date in the zone: computed once, passed as a parameter.
-        today_start := date_trunc('day', metrics_now, zone);
+        -- now's date in the zone (today_start is its midnight): rollup days from it on are "today".
         today := (metrics_now at time zone zone)::date;
 
         -- Which mode: incremental needs the state of a run with the same settings, and the column and
