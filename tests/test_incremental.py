@@ -345,3 +345,14 @@ def test_refresh_waits_for_another_then_says_busy_after_refresh_lock_wait(engine
             refreshing.refresh(engine)
         other.execute(sa.text(f"select pg_advisory_unlock({refreshing.REFRESH_LOCK})"))
     assert refreshing.refresh(engine).mode == "full"
+
+
+def test_incremental_refresh_counts_stuck_and_type4_incidents_from_the_tracked_rows(connection):
+    add_incident(connection, status="investigating", notification_type="TYPE-4", created_at=AS_OF - 2 * DAY)
+    add_incident(connection, status="investigating", created_at=AS_OF - HOUR)
+    run_refresh(connection)
+    add_incident(connection, status="investigating", notification_type="TYPE-4", created_at=AS_OF - 30 * HOUR,
+                 updated_at=AS_OF)
+    assert run_refresh(connection)["mode"] == "incremental"
+    summary = summary_row(connection)
+    assert (summary.incidents_investigating, summary.incidents_stuck, summary.type4_count) == (3, 2, 2)

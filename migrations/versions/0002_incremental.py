@@ -69,6 +69,9 @@ create index tracked_incidents_updated_at on flywheel.tracked_incidents (updated
 -- current_flow: the newest active incidents, read in order without a sort.
 create index tracked_incidents_active on flywheel.tracked_incidents (created_at desc nulls last, incident_id desc)
     where status in ('investigating', 'mitigating');
+-- incidents_stuck and type4_count: only the rows they count are read.
+create index tracked_incidents_investigating on flywheel.tracked_incidents (created_at) where status = 'investigating';
+create index tracked_incidents_type4 on flywheel.tracked_incidents (notification_type) where status = 'investigating';
 comment on table flywheel.tracked_incidents is
     'Incidents that are active or changed within the lookback, in the state the rollups count them in: a later change is applied as the difference, and the active ones give the active counts and current_flow. Internal to flywheel.refresh().';
 comment on column flywheel.tracked_incidents.incident_id is 'incidents.incident_id, as text';

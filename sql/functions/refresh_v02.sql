@@ -108,6 +108,8 @@ declare
 
     undated_incidents bigint;
     undated_alertname_missing bigint;
+    undated_investigating bigint;
+    undated_mitigating bigint;
     undated_knowledge bigint;
     undated_unvectorized bigint;
 
@@ -270,6 +272,8 @@ begin
                 )
                 select coalesce((select incidents_created from fresh where day is null), 0),
                        coalesce((select alertname_missing from fresh where day is null), 0),
+                       coalesce((select status_investigating from fresh where day is null), 0),
+                       coalesce((select status_mitigating from fresh where day is null), 0),
                        (select count(*) from written) + (select count(*) from removed),
                        (select jsonb_build_object('days', count(*) filter (where differs),
                                                   'incidents_created', coalesce(sum(created), 0),
@@ -279,7 +283,8 @@ begin
                         from compared)
             $sql$, source_schema)
             using zone, metrics_now
-            into undated_incidents, undated_alertname_missing, rows_written, table_drift;
+            into undated_incidents, undated_alertname_missing, undated_investigating, undated_mitigating,
+                 rows_written, table_drift;
             drop table pg_temp.fresh_incidents;
             drift := jsonb_build_object('daily_incidents', table_drift);
             steps := steps || jsonb_build_object('step', 'daily_incidents', 'rows', rows_written,
@@ -602,10 +607,11 @@ begin
                   state.incidents_watermark, active
             into incidents_watermark, rows_read, days_recounted, rows_written;
             execute format($sql$
-                select count(*), count(*) filter (where alertname is null or btrim(alertname, E' \t\r\n') = '')
+                select count(*), count(*) filter (where alertname is null or btrim(alertname, E' \t\r\n') = ''),
+                       count(*) filter (where status = 'investigating'), count(*) filter (where status = 'mitigating')
                 from %I.incidents where created_at is null
             $sql$, source_schema)
-            into undated_incidents, undated_alertname_missing;
+            into undated_incidents, undated_alertname_missing, undated_investigating, undated_mitigating;
             steps := steps || jsonb_build_object('step', 'daily_incidents', 'rows', rows_written, 'read', rows_read,
                      'days_recounted', days_recounted,
                      'ms', round(extract(epoch from clock_timestamp() - step_started)::numeric * 1000, 1));
@@ -879,21 +885,22 @@ begin
                  'ms', round(extract(epoch from clock_timestamp() - step_started)::numeric * 1000, 1));
         step_started := clock_timestamp();
 
-        -- Active incidents: the small set investigating or mitigating, and the newest of them. The
-        -- tracked rows hold every active incident in its state as last read (a change bumps
-        -- updated_at, so it was read), in a small table of our own; without tracking, the source.
+        -- Active incidents: how many investigate and mitigate is in the rollups (each day counts its
+        -- incidents by status now); the stuck and TYPE-4 ones and the newest are read from the tracked
+        -- rows, which hold every active incident in its state as last read (a change bumps updated_at,
+        -- so it was read), through their partial indexes; without tracking, from the source.
+        select coalesce(sum(status_investigating), 0) + undated_investigating,
+               coalesce(sum(status_mitigating), 0) + undated_mitigating
+          into incidents_investigating, incidents_mitigating
+          from flywheel.daily_incidents;
         active_source := case when cardinality(lacking) = 0 then 'flywheel.tracked_incidents'
                               else format('%I.incidents', source_schema) end;
         execute format($sql$
-            select count(*) filter (where status = 'investigating'),
-                   count(*) filter (where status = 'mitigating'),
-                   count(*) filter (where status = 'investigating' and created_at <= $1),
-                   count(*) filter (where status = 'investigating' and notification_type = 'TYPE-4')
-            from %s
-            where status in ('investigating', 'mitigating')
+            select (select count(*) from %1$s where status = 'investigating' and created_at <= $1),
+                   (select count(*) from %1$s where status = 'investigating' and notification_type = 'TYPE-4')
         $sql$, active_source)
         using metrics_now - stuck_after
-        into incidents_investigating, incidents_mitigating, incidents_stuck, type4_count;
+        into incidents_stuck, type4_count;
 
         delete from flywheel.current_flow;
         execute format($sql$
