@@ -8,6 +8,9 @@ or changes anything. It reports in one list:
   are a known status in another spelling (the metrics would silently miss them);
 * warning: something that works but is probably not what the platform means;
 * suggestion: an index the refresh wants, with the statement to create it without blocking writes.
+
+The incremental refresh (refresh_v02.sql) needs incidents.updated_at and the indexes marked
+``incremental`` below; without any of them every refresh is full, and the check says so.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ class WantedIndex:
     definition: str
     leading_column: str
     why: str
+    predicate: str | None = None  # as pg_get_expr prints it, for a partial index
+    incremental: bool = False  # without it every refresh is full
 
 
 CONTRACT: dict[str, tuple[Column, ...]] = {
@@ -64,14 +69,23 @@ CONTRACT: dict[str, tuple[Column, ...]] = {
 
 WANTED_INDEXES = (
     WantedIndex("incidents", "incidents_created_at", "(created_at)", "created_at",
-                "today_processed, count_1h and execution_success_today read only their window"),
+                "count_1h reads only its hour and a recounted day only that day", incremental=True),
+    WantedIndex("incidents", "incidents_updated_at", "(updated_at)", "updated_at",
+                "the routine refresh finds the incidents changed since the last one", incremental=True),
     WantedIndex("incidents", "incidents_active", "(status, created_at) WHERE status IN ('investigating', 'mitigating')",
                 "status", "incidents_stuck, type4_count and current_flow read only the active incidents"),
     WantedIndex("auto_repair_executions", "auto_repair_executions_created_at", "(created_at)", "created_at",
-                "execution_success_rate reads only the last 7 days"),
+                "the routine refresh finds new executions and the rate's windows read only their first day",
+                incremental=True),
     WantedIndex("knowledge_entries", "knowledge_entries_created_at", "(created_at)", "created_at",
-                "flywheel_conversions_today reads only today"),
+                "the routine refresh finds new knowledge entries", incremental=True),
+    WantedIndex("knowledge_entries", "knowledge_entries_unvectorized", "(created_at, id) WHERE embedding IS NULL",
+                "created_at", "the routine refresh reads only the unvectorized backlog",
+                predicate="(embedding IS NULL)", incremental=True),
 )
+FULL_EVERY_TIME = ("every refresh is full (all history read each minute, slower as history grows) "
+                   "and says so in flywheel.refresh_log.mode_reason")
+
 
 
 @dataclass(frozen=True)
@@ -113,6 +127,7 @@ def check(engine: Engine, source_schema: str | None = None) -> Report:
             report.findings.extend(_check_table(table, wanted, columns.get(table)))
         if {"status"} <= set(columns.get("incidents", {})):
             report.findings.extend(_check_statuses(connection, schema))
+        report.findings.extend(_check_change_tracking(columns))
         report.findings.extend(_check_indexes(connection, schema, columns))
         return report
 
@@ -179,24 +194,37 @@ def _check_statuses(connection: Connection, schema: str) -> list[Finding]:
     return findings
 
 
+def _check_change_tracking(columns: dict[str, dict[str, str]]) -> list[Finding]:
+    """What the incremental refresh cannot see, given the columns the platform has."""
+    if "incidents" not in columns or "updated_at" in columns["incidents"]:
+        return []
+    return [Finding("warning", "incidents.updated_at",
+                    f"is missing: the refresh cannot tell which incidents changed, so {FULL_EVERY_TIME}")]
+
+
 def _check_indexes(connection: Connection, schema: str, columns: dict[str, dict[str, str]]) -> list[Finding]:
-    leading = connection.execute(sa.text(
-        "select t.relname, a.attname from pg_index i"
+    present = connection.execute(sa.text(
+        "select t.relname, a.attname, pg_get_expr(i.indpred, i.indrelid) from pg_index i"
         " join pg_class t on t.oid = i.indrelid"
         " join pg_namespace n on n.oid = t.relnamespace"
         " join pg_attribute a on a.attrelid = t.oid and a.attnum = i.indkey[0]"
         " where n.nspname = :schema and i.indisvalid"
     ), {"schema": schema}).all()
-    indexed = {(table, column) for table, column in leading}
     findings = []
     for wanted in WANTED_INDEXES:
-        if wanted.leading_column not in columns.get(wanted.table, {}) or (wanted.table, wanted.leading_column) in indexed:
+        if wanted.leading_column not in columns.get(wanted.table, {}) or any(
+            table == wanted.table and column == wanted.leading_column
+            and (wanted.predicate is None or predicate == wanted.predicate)
+            for table, column, predicate in present
+        ):
             continue
         statement = (f"CREATE INDEX CONCURRENTLY {wanted.name} ON "
                      f"{_quote(connection, schema)}.{wanted.table} {wanted.definition};")
-        findings.append(Finding("suggestion", f"{wanted.table} {wanted.definition.split(' WHERE')[0]}",
-                                f"no index starts with {wanted.leading_column}: each refresh scans the whole "
-                                f"table where {wanted.why}", statement))
+        what = (f"no index on {wanted.definition}" if wanted.predicate
+                else f"no index starts with {wanted.leading_column}")
+        lost = f"; without it {FULL_EVERY_TIME}" if wanted.incremental else ""
+        findings.append(Finding("suggestion", f"{wanted.table} {wanted.definition}",
+                                f"{what}: it is how {wanted.why}{lost}", statement))
     return findings
 
 

@@ -66,9 +66,22 @@ def unavailable(url: URL | str, exc: BaseException) -> DatabaseUnavailable:
 @contextlib.contextmanager
 def connect(engine: Engine) -> Iterator[Connection]:
     """A connection in a transaction, committed at the end; connection failures become one line."""
+    with _one_line_failures(engine), engine.begin() as connection:
+        yield connection
+
+
+@contextlib.contextmanager
+def session(engine: Engine) -> Iterator[Connection]:
+    """A connection whose transactions the caller begins and commits (to hold a session-level lock
+    across several); connection failures become one line."""
+    with _one_line_failures(engine), engine.connect() as connection:
+        yield connection
+
+
+@contextlib.contextmanager
+def _one_line_failures(engine: Engine) -> Iterator[None]:
     try:
-        with engine.begin() as connection:
-            yield connection
+        yield
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
         if _is_connection_failure(exc):
             raise unavailable(engine.url, exc) from exc

@@ -50,6 +50,23 @@ RELEASES: dict[str, Release] = {
         # Grants on everything above, so it comes last.
         ("grants", 1),
     ),
+    # The incremental refresh (issue 5): refresh takes full => and keeps watermarks and tracked rows;
+    # run_refresh takes full => too; the grants name the new signatures and refresh_state.
+    "0002": (
+        ("iso8601", 1),
+        ("setting", 1),
+        ("validate_setting", 1),
+        ("summary", 1),
+        ("latest_summary", 1),
+        ("summary_targets", 1),
+        ("summary_json", 1),
+        ("flywheel_json", 1),
+        ("prometheus_text", 1),
+        ("refresh", 2),
+        # Takes the lock before a REPEATABLE READ snapshot, as the incremental refresh wants.
+        ("run_refresh", 2),
+        ("grants", 2),
+    ),
 }
 
 _DROP_LINE = re.compile(r"^--\s*drop:\s*(?P<statement>.+?)\s*$", re.MULTILINE)

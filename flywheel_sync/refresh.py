@@ -1,4 +1,5 @@
-"""Running flywheel.refresh() from Python: the statement timeout around it, and its errors."""
+"""Running flywheel.refresh() from Python: one REPEATABLE READ snapshot, the statement timeout around
+it, and its errors."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from sqlalchemy.engine import Engine
 
 from . import db
 from .errors import RefreshBusy, RefreshFailed
+
+# flywheel.refresh()'s advisory lock: 'flyw' and 1 (refresh_v02.sql).
+REFRESH_LOCK = "x'666c7977'::integer, 1"
 
 
 @dataclass(frozen=True)
@@ -30,27 +34,43 @@ class RefreshResult:
     steps: list[Step]
     error: str | None
     raw: dict
+    mode: str = "full"
+    mode_reason: str | None = None
+    drift: dict | None = None
 
     @property
     def total_ms(self) -> float:
         return sum(step.ms for step in self.steps)
 
 
-def refresh(engine: Engine, as_of: datetime | None = None) -> RefreshResult:
-    """Run one refresh; raise RefreshBusy or RefreshFailed when it does not succeed."""
+def refresh(engine: Engine, as_of: datetime | None = None, full: bool = False) -> RefreshResult:
+    """Run one refresh (incremental unless ``full``); raise RefreshBusy or RefreshFailed when it does not succeed."""
     try:
-        with db.connect(engine) as connection:
+        with db.session(engine) as connection:
             db.require_schema(connection)
-            # statement_timeout can only bound the call from outside: inside a function it is too late.
+            # The refresh's own advisory lock, taken before its snapshot: a refresh that waited for
+            # another then reads what that one wrote (REPEATABLE READ fixes the snapshot at the first
+            # statement, so a lock taken inside the snapshot would be taken too late).
             connection.execute(sa.text(
-                "select set_config('statement_timeout',"
-                " (extract(epoch from (flywheel.setting('refresh_statement_timeout') #>> '{}')::interval) * 1000)"
-                "::bigint || 'ms', true)"
+                "select set_config('lock_timeout',"
+                " (extract(epoch from (flywheel.setting('refresh_lock_wait') #>> '{}')::interval) * 1000)"
+                "::bigint || 'ms', false)"
             ))
-            raw = connection.execute(sa.text("select flywheel.refresh(:as_of)"), {"as_of": as_of}).scalar_one()
+            connection.execute(sa.text(f"select pg_advisory_lock({REFRESH_LOCK})"))
+            connection.commit()
+            try:
+                raw = _refresh_in_one_snapshot(connection, as_of, full)
+            finally:
+                connection.rollback()
+                connection.execute(sa.text(f"select pg_advisory_unlock({REFRESH_LOCK})"))
+                connection.execute(sa.text("reset lock_timeout"))
+                connection.commit()
     except sa.exc.OperationalError as exc:
         if isinstance(exc.orig, psycopg.errors.LockNotAvailable):
-            raise RefreshBusy(f"{_first_line(exc)}. {_hint(exc)}") from exc
+            raise RefreshBusy(
+                "another flywheel refresh is running and did not finish within the refresh_lock_wait setting; "
+                "let it finish (see flywheel.refresh_log and pg_stat_activity) or raise refresh_lock_wait"
+            ) from exc
         if isinstance(exc.orig, psycopg.errors.QueryCanceled):
             raise RefreshFailed(
                 "the refresh was cancelled by refresh_statement_timeout; raise that setting "
@@ -67,6 +87,21 @@ def refresh(engine: Engine, as_of: datetime | None = None) -> RefreshResult:
     return result
 
 
+def _refresh_in_one_snapshot(connection: sa.Connection, as_of: datetime | None, full: bool) -> dict:
+    # One snapshot for every statement of the refresh, so the rollups and the rows it tracks agree
+    # even while the platform writes.
+    connection.execution_options(isolation_level="REPEATABLE READ")
+    with connection.begin():
+        # statement_timeout can only bound the call from outside: inside a function it is too late.
+        connection.execute(sa.text(
+            "select set_config('statement_timeout',"
+            " (extract(epoch from (flywheel.setting('refresh_statement_timeout') #>> '{}')::interval) * 1000)"
+            "::bigint || 'ms', true)"
+        ))
+        return connection.execute(sa.text("select flywheel.refresh(:as_of, full => :full)"),
+                                  {"as_of": as_of, "full": full}).scalar_one()
+
+
 def _result(raw: dict) -> RefreshResult:
     return RefreshResult(
         refresh_id=raw["refresh_id"],
@@ -77,14 +112,8 @@ def _result(raw: dict) -> RefreshResult:
         steps=[Step(step["step"], step["rows"], float(step["ms"])) for step in raw["steps"]],
         error=raw.get("error"),
         raw=raw,
+        mode=raw.get("mode", "full"),
+        mode_reason=raw.get("mode_reason"),
+        drift=raw.get("drift"),
     )
 
-
-def _first_line(exc: sa.exc.DBAPIError) -> str:
-    diag = getattr(exc.orig, "diag", None)
-    return (diag.message_primary if diag else None) or str(exc.orig).splitlines()[0]
-
-
-def _hint(exc: sa.exc.DBAPIError) -> str:
-    diag = getattr(exc.orig, "diag", None)
-    return (diag.message_hint if diag else None) or ""

@@ -62,7 +62,7 @@ def test_connection_dropped_during_a_command_is_one_line(engine, database_url):
                 for _ in range(100):
                     killed = killer.execute(
                         "select pg_terminate_backend(pid) from pg_stat_activity"
-                        " where datname = current_database() and query like '%flywheel.refresh(%'"
+                        " where datname = current_database() and application_name = 'flywheel-sync'"
                         " and wait_event_type = 'Lock'").fetchall()
                     if killed:
                         return

@@ -54,6 +54,22 @@ def test_run_refresh_succeeds_quietly(database_url):
         assert connection.execute("select status from flywheel.refresh_log").fetchone()[0] == "ok"
 
 
+def test_run_refresh_full_runs_a_full_refresh(database_url):
+    with raw_connection(database_url, autocommit=True) as connection:
+        connection.execute("call flywheel.run_refresh()")
+        connection.execute("call flywheel.run_refresh(full => true)")
+        modes = connection.execute("select mode from flywheel.refresh_log order by refresh_id").fetchall()
+        assert modes[-1][0] == "full"
+
+
+def test_run_refresh_gives_up_after_refresh_lock_wait(engine, database_url):
+    set_setting(engine, "refresh_lock_wait", '"100 milliseconds"')
+    with raw_connection(database_url) as holder, raw_connection(database_url, autocommit=True) as scheduler:
+        holder.execute(REFRESH_LOCK)
+        with pytest.raises(psycopg.errors.LockNotAvailable, match="another flywheel refresh is running"):
+            scheduler.execute("call flywheel.run_refresh()")
+
+
 def test_second_refresh_waits_for_the_first_then_runs(engine, database_url):
     with raw_connection(database_url) as holder:
         holder.execute(REFRESH_LOCK)

@@ -72,5 +72,5 @@ def test_refresher_cannot_change_settings_or_results_directly(as_role, statement
 
 def test_refresh_is_security_definer_with_a_pinned_search_path(connection):
     definer, config = connection.execute(sa.text(
-        "select prosecdef, proconfig from pg_proc where oid = 'flywheel.refresh(timestamptz)'::regprocedure")).one()
+        "select prosecdef, proconfig from pg_proc where oid = 'flywheel.refresh(timestamptz, boolean)'::regprocedure")).one()
     assert definer and "search_path=pg_catalog, pg_temp" in config

@@ -141,27 +141,41 @@ def settings_set(engine, key: str, value: str) -> None:
 @click.command()
 @click.option("--as-of", type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M:%S%z"]),
               help="The metrics' clock, e.g. 2026-11-28T16:30:00+08:00 [default: now]. For back-fills and tests.")
+@click.option("--full", is_flag=True,
+              help="Recompute every rollup from all history and report the drift it corrected (run nightly).")
 @as_json
 @with_engine
-def refresh(engine, as_of: datetime | None, as_json: bool) -> None:
-    """Recompute every metric (calls flywheel.refresh()).
+def refresh(engine, as_of: datetime | None, full: bool, as_json: bool) -> None:
+    """Recompute the metrics from what changed since the last refresh (calls flywheel.refresh()).
 
+    A routine refresh reads only the rows changed since the last one, so its cost follows the
+    changes, not the history. --full recomputes everything and records in flywheel.refresh_log the
+    drift it corrected (deletes and late changes no watermark sees): schedule it nightly. A refresh
+    is full by itself the first time, after the timezone or source_schema setting changed, and while
+    the source lacks incidents.updated_at or an index (flywheel-sync check lists them); it says why.
     One refresh runs at a time: a second one waits up to the refresh_lock_wait setting, then fails.
-    Readers are never blocked. Prints what each step did and how long it took; every run is also
-    recorded in flywheel.refresh_log.
+    Readers are never blocked. Every run is recorded in flywheel.refresh_log.
 
     \b
     Example:
         flywheel-sync refresh
         */1 * * * *  flywheel-sync refresh --json >> /var/log/flywheel-refresh.log
+        17 3 * * *   flywheel-sync refresh --full --json >> /var/log/flywheel-refresh.log
     """
-    result = refreshing.refresh(engine, as_of)
+    result = refreshing.refresh(engine, as_of, full)
     if as_json:
         echo_json(result.raw)
         return
     echo_table(["step", "rows", "ms"], [[step.name, step.rows, f"{step.ms:.1f}"] for step in result.steps],
                right_align={1, 2})
-    click.echo(f"refresh {result.refresh_id} ok in {result.total_ms:.1f} ms; metrics as of {result.computed_at}")
+    click.echo(f"refresh {result.refresh_id} ({result.mode}) ok in {result.total_ms:.1f} ms; "
+               f"metrics as of {result.computed_at}")
+    if result.mode_reason:
+        click.echo(f"why: {result.mode_reason}")
+    if result.drift:
+        click.echo("drift corrected: " + "; ".join(
+            f"{table} " + ", ".join(f"{key} {value}" for key, value in numbers.items())
+            for table, numbers in result.drift.items()))
 
 
 @click.command()
