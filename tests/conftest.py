@@ -45,13 +45,24 @@ def postgres_server_url(tmp_path_factory) -> Iterator[str]:
     embedded.stop(folder)
 
 
+FLYWHEEL_ROLES = ("flywheel_reader", "flywheel_refresher")
+
+
 class Databases:
-    """Creates databases named flywheel_test_* on the test server, and drops exactly those."""
+    """Creates databases named flywheel_test_* on the test server, and drops exactly those.
+
+    The migrations create the cluster-wide roles flywheel_reader and flywheel_refresher when absent;
+    the ones that were absent before the session are dropped after it, where nothing else uses them.
+    """
 
     def __init__(self, server_url: str) -> None:
         self.server_url = server_url
         self.admin = db.create_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
         self.created: list[str] = []
+        with self.admin.connect() as connection:
+            self.roles_before = set(connection.execute(
+                sa.text("select rolname from pg_roles where rolname = any(:names)"), {"names": list(FLYWHEEL_ROLES)}
+            ).scalars())
 
     def url(self, name: str) -> str:
         return db.parse_url(self.server_url).set(database=name).render_as_string(hide_password=False)
@@ -68,6 +79,11 @@ class Databases:
         with self.admin.connect() as connection:
             for name in reversed(self.created):
                 connection.execute(sa.text(f"drop database if exists {name} with (force)"))
+            for role in set(FLYWHEEL_ROLES) - self.roles_before:
+                try:
+                    connection.execute(sa.text(f"drop role if exists {role}"))
+                except sa.exc.DBAPIError:
+                    pass  # another database of the server still uses it: it is not only ours
         self.admin.dispose()
 
 
