@@ -81,6 +81,12 @@ def add_playbook(connection: sa.Connection, playbook_id: str | None = None, stat
         "hash": hashlib.sha1(raw.encode()).digest()})
 
 
+def set_setting(connection: sa.Connection, key: str, value: object) -> None:
+    """Set one setting to a Python value (stored as JSON), as a plain UPDATE would."""
+    connection.execute(sa.text("update flywheel.settings set value = cast(:value as jsonb) where key = :key"),
+                       {"key": key, "value": json.dumps(value)})
+
+
 def refresh(connection: sa.Connection, as_of: datetime = AS_OF) -> dict:
     """Run flywheel.refresh(as_of) and return the Summary JSON it produced."""
     result = connection.execute(sa.text("select flywheel.refresh(:as_of)"), {"as_of": as_of}).scalar_one()

@@ -17,7 +17,7 @@ from flywheel_sync import refresh as refreshing
 from flywheel_sync.cli import cli
 from flywheel_sync.errors import RefreshBusy
 from tests.platform import (AS_OF, DAY, HOUR, MINUTE, add_execution, add_incident, add_playbook,
-                            summary_row)
+                            set_setting, summary_row)
 
 ROLLUPS = ("daily_incidents", "daily_executions", "daily_knowledge", "current_flow")
 LOOKBACK = timedelta(minutes=10)
@@ -225,7 +225,7 @@ def test_changing_the_timezone_forces_a_full_refresh_into_the_new_days(connectio
     # 23:30 UTC on the 26th is the 27th in Taipei and the 26th in UTC.
     add_incident(connection, created_at=datetime.fromisoformat("2026-11-26T23:30:00+00:00"))
     run_refresh(connection)
-    connection.execute(sa.text("update flywheel.settings set value = '\"UTC\"' where key = 'timezone'"))
+    set_setting(connection, "timezone", "UTC")
     result = run_refresh(connection)
     assert result["mode"] == "full"
     assert "timezone setting changed from Asia/Taipei to UTC" in result["mode_reason"]
@@ -337,8 +337,7 @@ def test_rate_falls_back_to_approved_playbooks_when_seven_days_hold_no_execution
 
 def test_refresh_waits_for_another_then_says_busy_after_refresh_lock_wait(engine):
     with engine.begin() as connection:
-        connection.execute(sa.text("update flywheel.settings set value = '\"200 milliseconds\"'"
-                                   " where key = 'refresh_lock_wait'"))
+        set_setting(connection, "refresh_lock_wait", "200 milliseconds")
     with engine.connect() as other:
         other.execute(sa.text(f"select pg_advisory_lock({refreshing.REFRESH_LOCK})"))
         with pytest.raises(RefreshBusy, match="refresh_lock_wait"):

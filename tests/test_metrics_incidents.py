@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from tests.platform import AS_OF, DAY, HOUR, MINUTE, TAIPEI_MIDNIGHT, add_incident, refresh
+from tests.platform import AS_OF, DAY, HOUR, MINUTE, TAIPEI_MIDNIGHT, add_incident, refresh, set_setting
 
 
 def test_alertname_null_rate_is_zero_without_incidents(connection):
@@ -50,7 +50,7 @@ def test_old_incident_in_another_status_is_not_stuck(connection):
 def test_stuck_after_setting_changes_the_threshold_at_the_next_refresh(connection):
     add_incident(connection, status="investigating", created_at=AS_OF - 3 * HOUR)
     assert refresh(connection)["incidents_stuck"] == 0
-    connection.execute(sa.text("update flywheel.settings set value = '\"2 hours\"' where key = 'stuck_after'"))
+    set_setting(connection, "stuck_after", "2 hours")
     assert refresh(connection)["incidents_stuck"] == 1
 
 
@@ -84,7 +84,7 @@ def test_today_starts_at_midnight_of_the_timezone_setting(connection):
     # Taipei's 06:59 is Berlin's 23:59 of the day before.
     add_incident(connection, created_at=TAIPEI_MIDNIGHT + 7 * HOUR - MINUTE)
     assert refresh(connection)["today_processed"] == 2
-    connection.execute(sa.text("update flywheel.settings set value = '\"Europe/Berlin\"' where key = 'timezone'"))
+    set_setting(connection, "timezone", "Europe/Berlin")
     assert refresh(connection)["today_processed"] == 1
 
 

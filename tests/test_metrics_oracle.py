@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.platform import (
     AS_OF, DAY, HOUR, MINUTE, TAIPEI, TAIPEI_MIDNIGHT, add_execution, add_incident, add_knowledge_entry,
-    add_playbook, refresh,
+    add_playbook, refresh, set_setting,
 )
 
 MIN_SAMPLE = 3
@@ -89,8 +88,7 @@ def test_refresh_agrees_with_metrics_md_on_random_platforms(connection, incident
                                                             entry_rows, playbook_rows):
     savepoint = connection.begin_nested()
     try:
-        connection.execute(sa.text("update flywheel.settings set value = :v where key = 'min_sample'"),
-                           {"v": str(MIN_SAMPLE)})
+        set_setting(connection, "min_sample", MIN_SAMPLE)
         for row in incident_rows:
             add_incident(connection, **row)
         for row in execution_rows:

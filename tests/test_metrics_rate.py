@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from tests.platform import AS_OF, DAY, HOUR, MINUTE, add_execution, add_executions, add_playbook, refresh
+from tests.platform import (
+    AS_OF, DAY, HOUR, MINUTE, add_execution, add_executions, add_playbook, refresh, set_setting,
+)
 
 
 def rate_of(connection) -> tuple:
@@ -86,13 +88,13 @@ def test_execution_with_null_success_counts_in_the_total_as_a_non_success(connec
 def test_min_sample_setting_changes_the_window_at_the_next_refresh(connection):
     add_executions(connection, successes=1, failures=1, created_at=AS_OF - HOUR)
     assert rate_of(connection)[1] == "insufficient"
-    connection.execute(sa.text("update flywheel.settings set value = '2' where key = 'min_sample'"))
+    set_setting(connection, "min_sample", 2)
     assert rate_of(connection) == (0.5, "24h", 2)
 
 
 def test_rate_is_rounded_to_four_decimals_in_json_and_exact_in_the_view(connection):
     add_executions(connection, successes=1, failures=2, created_at=AS_OF - HOUR)
-    connection.execute(sa.text("update flywheel.settings set value = '3' where key = 'min_sample'"))
+    set_setting(connection, "min_sample", 3)
     assert rate_of(connection)[0] == 0.3333
     exact = connection.execute(sa.text("select execution_success_rate from flywheel.summary")).scalar_one()
     assert exact == 1 / 3

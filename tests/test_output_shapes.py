@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.platform import (
     AS_OF, DAY, HOUR, MINUTE, TAIPEI, add_execution, add_executions, add_incident, add_knowledge_entry, refresh,
+    set_setting,
 )
 
 SUMMARY_KEYS = {"playbook_count", "execution_success_rate", "today_processed", "flywheel_conversions_today",
@@ -48,7 +49,7 @@ def test_computed_at_has_no_fraction_when_the_clock_has_none(connection):
 
 
 def test_computed_at_follows_the_timezone_setting(connection):
-    connection.execute(sa.text("update flywheel.settings set value = '\"America/New_York\"' where key = 'timezone'"))
+    set_setting(connection, "timezone", "America/New_York")
     assert refresh(connection)["computed_at"] == "2026-11-28T03:30:00-05:00"
 
 
@@ -81,7 +82,7 @@ def test_nodes_are_active_when_their_data_says_so(connection):
 
 def test_flywheel_json_settings_take_effect_at_the_next_refresh(connection):
     refresh(connection)
-    connection.execute(sa.text("update flywheel.settings set value = '45' where key = 'dedup_window_min'"))
+    set_setting(connection, "dedup_window_min", 45)
     assert flywheel_json(connection)["nodes"]["deduplication"]["dedup_window_min"] == 30
     refresh(connection)
     assert flywheel_json(connection)["nodes"]["deduplication"]["dedup_window_min"] == 45
@@ -121,7 +122,7 @@ def test_current_flow_maps_status_to_node_and_missing_alertname_to_unknown(conne
 def test_current_flow_limit_setting_shortens_the_list(connection):
     for _ in range(3):
         add_incident(connection, status="investigating", created_at=AS_OF)
-    connection.execute(sa.text("update flywheel.settings set value = '1' where key = 'current_flow_limit'"))
+    set_setting(connection, "current_flow_limit", 1)
     refresh(connection)
     assert len(flywheel_json(connection)["current_flow"]) == 1
 
@@ -142,7 +143,7 @@ def test_prometheus_rate_is_nan_when_the_sample_is_insufficient(connection):
 
 def test_prometheus_rate_has_four_decimals(connection):
     add_executions(connection, successes=1, failures=2, created_at=AS_OF - HOUR)
-    connection.execute(sa.text("update flywheel.settings set value = '3' where key = 'min_sample'"))
+    set_setting(connection, "min_sample", 3)
     refresh(connection)
     assert "awoooi_flywheel_execution_success_rate 0.3333\n" in prometheus_text(connection)
 

@@ -15,6 +15,7 @@ from flywheel_sync.refresh import refresh as refresh_from_python
 from tests.cli import error_line, run
 from tests.platform import (
     AS_OF, DAY, MINUTE, TAIPEI_MIDNIGHT, add_execution, add_executions, add_incident, add_knowledge_entry, refresh,
+    set_setting,
 )
 
 REFRESH_LOCK = "select pg_advisory_xact_lock(x'666c7977'::integer, 1)"
@@ -24,10 +25,10 @@ def raw_connection(database_url: str, **options) -> psycopg.Connection:
     return psycopg.connect(db.libpq_url(database_url), **options)
 
 
-def set_setting(engine, key: str, value: str) -> None:
+def set_setting_now(engine, key: str, value: object) -> None:
+    """Set a setting in a transaction of its own, so other sessions see it."""
     with engine.begin() as connection:
-        connection.execute(sa.text("update flywheel.settings set value = cast(:v as jsonb) where key = :k"),
-                           {"k": key, "v": value})
+        set_setting(connection, key, value)
 
 
 def test_refresh_works_as_plain_sql_with_no_client_logic(database_url):
@@ -63,7 +64,7 @@ def test_run_refresh_full_runs_a_full_refresh(database_url):
 
 
 def test_run_refresh_gives_up_after_refresh_lock_wait(engine, database_url):
-    set_setting(engine, "refresh_lock_wait", '"100 milliseconds"')
+    set_setting_now(engine, "refresh_lock_wait", "100 milliseconds")
     with raw_connection(database_url) as holder, raw_connection(database_url, autocommit=True) as scheduler:
         holder.execute(REFRESH_LOCK)
         with pytest.raises(psycopg.errors.LockNotAvailable, match="another flywheel refresh is running"):
@@ -80,7 +81,7 @@ def test_second_refresh_waits_for_the_first_then_runs(engine, database_url):
 
 
 def test_second_refresh_gives_up_after_refresh_lock_wait_with_a_clear_message(engine, database_url):
-    set_setting(engine, "refresh_lock_wait", '"200 milliseconds"')
+    set_setting_now(engine, "refresh_lock_wait", "200 milliseconds")
     with raw_connection(database_url) as holder:
         holder.execute(REFRESH_LOCK)
         with pytest.raises(RefreshBusy, match="another flywheel refresh is running"):
@@ -88,7 +89,7 @@ def test_second_refresh_gives_up_after_refresh_lock_wait_with_a_clear_message(en
 
 
 def test_cli_refresh_busy_is_one_line_and_exit_1(engine, database_url):
-    set_setting(engine, "refresh_lock_wait", '"100 milliseconds"')
+    set_setting_now(engine, "refresh_lock_wait", "100 milliseconds")
     with raw_connection(database_url) as holder:
         holder.execute(REFRESH_LOCK)
         result = run("refresh", database_url=database_url)

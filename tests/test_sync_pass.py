@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from flywheel_sync import embedded
 from flywheel_sync import sync as syncing
-from tests.platform import add_playbook, mirror_of, playbook_value, refresh, sync_log
+from tests.platform import add_playbook, mirror_of, playbook_value, refresh, set_setting, sync_log
 
 
 def run(engine, client, pattern, **options):
@@ -184,7 +184,7 @@ def test_a_pass_records_itself_in_the_sync_log(engine, redis_client, playbook_pa
 
 def test_a_pass_prunes_sync_log_rows_older_than_the_retention(engine, redis_client, playbook_pattern):
     with engine.begin() as connection:
-        connection.execute(sa.text("update flywheel.settings set value = '\"1 day\"' where key = 'retention'"))
+        set_setting(connection, "retention", "1 day")
         connection.execute(sa.text(
             "insert into flywheel.sync_log (started_at, mode, complete) values (now() - :age, 'pass', true)"
         ), {"age": timedelta(days=1, minutes=1)})
