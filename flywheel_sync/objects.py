@@ -67,6 +67,25 @@ RELEASES: dict[str, Release] = {
         ("run_refresh", 2),
         ("grants", 2),
     ),
+    # A faster full refresh and a routine one that no longer counts the playbook mirror (issue 5):
+    # refresh reads flywheel.playbook_totals, kept by count_playbooks' triggers, and puts rows into
+    # days with local_day_key_sql; the grants add playbook_totals.
+    "0003": (
+        ("iso8601", 1),
+        ("setting", 1),
+        ("validate_setting", 1),
+        ("summary", 1),
+        ("latest_summary", 1),
+        ("summary_targets", 1),
+        ("summary_json", 1),
+        ("flywheel_json", 1),
+        ("prometheus_text", 1),
+        ("count_playbooks", 1),
+        ("local_day_key_sql", 1),
+        ("refresh", 3),
+        ("run_refresh", 2),
+        ("grants", 3),
+    ),
 }
 
 _DROP_LINE = re.compile(r"^--\s*drop:\s*(?P<statement>.+?)\s*$", re.MULTILINE)

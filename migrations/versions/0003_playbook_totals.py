@@ -1,0 +1,57 @@
+"""Playbook totals kept by triggers, and a faster full refresh.
+
+flywheel.refresh() (version 3) reads the approved, invalid, runs and successes of the playbook mirror
+from flywheel.playbook_totals instead of counting flywheel.playbooks every run; statement-level
+triggers (flywheel.count_playbooks) keep the totals in the writer's transaction. Its full passes put
+rows into days with flywheel.local_day_key_sql and aggregate in parallel workers. Every table and
+column of 0002 keeps its meaning.
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-11-28
+"""
+
+from flywheel_sync import objects
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+TOTALS = """
+-- No sync may write between the count below and the triggers that keep it.
+lock table flywheel.playbooks in share row exclusive mode;
+create table flywheel.playbook_totals (
+    singleton          boolean primary key default true check (singleton),
+    approved           bigint not null,
+    invalid            bigint not null,
+    approved_runs      bigint not null,
+    approved_successes bigint not null
+);
+comment on table flywheel.playbook_totals is
+    'Counts over flywheel.playbooks (one row), kept by the triggers of flywheel.count_playbooks in the writer''s transaction; flywheel.refresh() reads them instead of counting the mirror';
+comment on column flywheel.playbook_totals.singleton is 'Always true: the table holds one row';
+comment on column flywheel.playbook_totals.approved is 'Valid records whose status is approved (playbook_count)';
+comment on column flywheel.playbook_totals.invalid is 'Records that failed validation (playbooks_invalid)';
+comment on column flywheel.playbook_totals.approved_runs is 'Sum of success_count + failure_count over the approved valid records (the rate''s playbook fallback)';
+comment on column flywheel.playbook_totals.approved_successes is 'Sum of success_count over the approved valid records';
+insert into flywheel.playbook_totals (approved, invalid, approved_runs, approved_successes)
+select count(*) filter (where valid and status = 'approved'), count(*) filter (where not valid),
+       coalesce(sum(success_count + failure_count) filter (where valid and status = 'approved'), 0),
+       coalesce(sum(success_count) filter (where valid and status = 'approved'), 0)
+from flywheel.playbooks;
+"""
+
+DROP = """
+drop table flywheel.playbook_totals;
+"""
+
+
+def upgrade() -> None:
+    objects.execute(TOTALS)
+    objects.replace("0002", "0003")
+
+
+def downgrade() -> None:
+    objects.replace("0003", "0002")
+    objects.execute(DROP)
