@@ -1,5 +1,5 @@
 """The incremental refresh gives what a full recomputation gives, falls back to full when it must,
-and says why; release 0002 installs and uninstalls cleanly."""
+and says why; each release installs and uninstalls cleanly."""
 
 from __future__ import annotations
 
@@ -148,10 +148,14 @@ class Platform:
 
 
 @settings(max_examples=30, deadline=timedelta(seconds=5), suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(history=st.lists(steps, min_size=1, max_size=12), changes=st.lists(steps, min_size=1, max_size=25))
-def test_incremental_refreshes_equal_a_full_recomputation_after_any_changes(connection, history, changes):
+# The incremental path converts each row to the zone, the full path adds fixed offsets
+# (local_day_key_sql); zones east and west of UTC, one with a half-hour offset, must agree.
+@given(history=st.lists(steps, min_size=1, max_size=12), changes=st.lists(steps, min_size=1, max_size=25),
+       zone=st.sampled_from(["Asia/Taipei", "America/Santiago", "Australia/Lord_Howe"]))
+def test_incremental_refreshes_equal_a_full_recomputation_after_any_changes(connection, history, changes, zone):
     savepoint = connection.begin_nested()
     try:
+        set_setting(connection, "timezone", zone)
         platform = Platform(connection)
         for step in history:
             platform.apply(step)
@@ -304,23 +308,25 @@ def definitions(engine: sa.Engine) -> list[tuple]:
         return [tuple(row) for row in connection.execute(sa.text(DEFINITIONS))]
 
 
-def test_upgrade_to_0002_and_downgrade_give_exactly_each_release(empty_database_url):
+def test_each_upgrade_and_downgrade_gives_exactly_its_release(empty_database_url):
     engine = db.create_engine(empty_database_url, poolclass=sa.pool.NullPool)
     with engine.begin() as connection:
         generate.create_reference_schema(connection)
         add_incident(connection, status="investigating", created_at=AS_OF)
-    migrate.upgrade(engine, "0001")
-    release_0001 = definitions(engine)
-    migrate.upgrade(engine, "0002")
-    release_0002 = definitions(engine)
+    releases = {}
+    for revision in ("0001", "0002", "0003"):
+        migrate.upgrade(engine, revision)
+        releases[revision] = definitions(engine)
     with engine.begin() as connection:
         run_refresh(connection)
         run_refresh(connection)
-    migrate.downgrade(engine, "0001")
-    assert definitions(engine) == release_0001
-    migrate.upgrade(engine, "0002")
-    assert definitions(engine) == release_0002
-    assert "function flywheel.refresh(timestamp with time zone,boolean)" in {row[0] for row in release_0002}
+    for revision in ("0002", "0001"):
+        migrate.downgrade(engine, revision)
+        assert definitions(engine) == releases[revision]
+    migrate.upgrade(engine, "0003")
+    assert definitions(engine) == releases["0003"]
+    assert "function flywheel.refresh(timestamp with time zone,boolean)" in {row[0] for row in releases["0002"]}
+    assert "function flywheel.count_playbooks()" in {row[0] for row in releases["0003"]}
     engine.dispose()
 
 
