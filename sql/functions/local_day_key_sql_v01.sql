@@ -2,17 +2,17 @@
 -- timestamptz column, the midnight UTC of the column's date in zone (a timestamptz).
 --
 -- Answers: how the full refresh puts ten million rows into days without converting each row to the
--- time zone. Measured at scale L (10 million incidents, 2 cores): grouping by the local date added
--- 1.9 s to a sequential pass (the zone's rules are applied row by row); adding a fixed offset and
--- binning by whole days added 0.19 s.
+-- time zone, which applies the zone's rules row by row. Measured at scale L (10 million incidents,
+-- 2 cores, parallel): counting per local date took 2.8 s, per this key 1.3 s; count(*) alone 0.5 s.
+--
 -- Between two midnights whose UTC offsets are equal, "add that offset, bin by whole UTC days" is
 -- exactly the local date, whatever happens in between (a day of 23 or 25 hours has unequal offsets
 -- at its two midnights, so it never qualifies). The expression is a CASE over the stretches of such
--- days between from_time and to_time (one stretch for a zone without daylight saving time), and the
--- exact conversion for every other row: days around a change of offset, rows outside the range, and
--- NULL (which stays NULL). The caller keeps the range to a few decades: one row per day is computed.
--- Read by flywheel.refresh() for its full passes; the result is grouped on,
--- then turned into a date with (key at time zone 'UTC')::date.
+-- days between from_time and to_time, newest first since most rows are recent (one stretch for a
+-- zone without daylight saving time), and the exact conversion for every other row: days around a
+-- change of offset, rows outside the range, and NULL (which stays NULL). The caller keeps the range
+-- to a few decades: one row per day is computed. Read by flywheel.refresh() for its full passes;
+-- the result is grouped on, then turned into a date with (key at time zone 'UTC')::date.
 --
 -- Literals are written in forms every DateStyle and IntervalStyle read back the same way.
 --
@@ -59,7 +59,7 @@ begin atomic
                              '1 day',
                              extract(epoch from utc_offset)::text || ' seconds',
                              '2000-01-01 00:00:00+00'),
-                      '' order by stretch_end - stretch_start desc) filter (where stretch_start is not null)
+                      '' order by stretch_start desc) filter (where stretch_start is not null)
         || 'else ' || min(exact.expression) || ' end',
         min(exact.expression))
     from exact left join stretches on true;
