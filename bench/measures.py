@@ -241,17 +241,29 @@ def contention(url: str, seconds: float, refresh_call: str | None, added: Additi
             "refreshes": len(refreshes), "refresh_p50": percentile(refreshes, 0.5)}
 
 
-def cli_refresh_memory(database_url: str, full: bool) -> dict:
-    """Peak resident memory of `flywheel-sync refresh` as a child process (its own rusage, via wait4)."""
-    command = [str(Path(sys.executable).with_name("flywheel-sync")), "refresh", "--json"]
-    if full and "--full" in subprocess.run(command[:2] + ["--help"], capture_output=True, text=True).stdout:
-        command.append("--full")
-    environment = {**os.environ, "FLYWHEEL_DATABASE_URL": database_url}
+def cli_peak_memory(label: str, arguments: list[str], environment: dict[str, str]) -> dict:
+    """Peak resident memory of a `flywheel-sync` command as a child process (its own rusage, via wait4)."""
+    command = [str(Path(sys.executable).with_name("flywheel-sync")), *arguments]
     started = time.perf_counter()
-    child = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    child = subprocess.Popen(command, env={**os.environ, **environment}, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE)
     _, status, usage = os.wait4(child.pid, 0)
     elapsed = (time.perf_counter() - started) * 1000
     if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"flywheel-sync refresh failed: {child.stderr.read().decode()}")
+        raise RuntimeError(f"flywheel-sync {' '.join(arguments)} failed: {child.stderr.read().decode()}")
     # ru_maxrss is in kilobytes on Linux.
-    return {"command": " ".join(command[1:]), "peak_rss_mb": usage.ru_maxrss / 1024, "wall_ms": elapsed}
+    return {"label": label, "command": " ".join(arguments), "peak_rss_mb": usage.ru_maxrss / 1024,
+            "wall_ms": elapsed}
+
+
+def cli_refresh_memory(database_url: str) -> dict:
+    """`flywheel-sync refresh --full`: the refresh runs in the server, the CLI holds one JSON row."""
+    return cli_peak_memory("refresh --full", ["refresh", "--json", "--full"], {"FLYWHEEL_DATABASE_URL": database_url})
+
+
+def cli_sync_memory(database_url: str, redis_url: str, pattern: str) -> list[dict]:
+    """`flywheel-sync sync` over the keys of pattern: a first pass (every key inserted), then one with no change."""
+    environment = {"FLYWHEEL_DATABASE_URL": database_url, "FLYWHEEL_REDIS_URL": redis_url}
+    arguments = ["sync", "--json", "--pattern", pattern]
+    return [cli_peak_memory(label, arguments, environment)
+            for label in ("sync, first pass (every key inserted)", "sync, pass with nothing changed")]

@@ -3,8 +3,9 @@
 Builds (or reuses) the data set of a scale with the project's generator, then measures on it, in this
 order: the floor (one sequential count(*) pass per source table), a full refresh, a routine refresh
 after a realistic minute of change, the reads, the old approach (its 13 queries and its GET per
-Redis key), a writer and a reader with and without refreshes running, and the CLI refresh's peak
-memory. Prints medians and min-max of the repetitions, with ratios; --json prints the same as JSON.
+Redis key), a writer and a reader with and without refreshes running, and the peak memory of the
+CLI: a full refresh, and two sync passes over the scale's playbook keys (the first inserts them all,
+the second finds nothing changed) into a database of their own. Prints medians and min-max of the repetitions, with ratios; --json prints the same as JSON.
 
     make bench SCALE=M
     .venv/bin/python bench/run.py --scale S --repeat 7 --json > bench-S.json
@@ -22,10 +23,12 @@ import time
 from dataclasses import asdict, dataclass
 
 import psycopg
+import sqlalchemy as sa
 
 import dataset
 import measures
-from flywheel_sync import embedded, generate
+import sync_bench
+from flywheel_sync import db, embedded, generate, migrate
 
 
 @dataclass
@@ -85,7 +88,7 @@ def measure(url: str, redis_url: str, scale: str, repeats: int, contention_secon
             busy_full = measures.contention(libpq, contention_seconds, full_call, added)
             busy_routine = measures.contention(libpq, contention_seconds, routine_call, added)
             say("memory")
-            memory = measures.cli_refresh_memory(url, full=True)
+            memory = [measures.cli_refresh_memory(url), *sync_memory(url, redis_url, f"{old_redis.prefix}PB-*")]
         finally:
             old_redis.delete()
             added.delete(connection)
@@ -95,6 +98,18 @@ def measure(url: str, redis_url: str, scale: str, repeats: int, contention_secon
             "contention": {"no refresh": quiet, "full refreshes back to back": busy_full,
                            "routine refreshes back to back": busy_routine},
             "memory": memory}
+
+
+def sync_memory(url: str, redis_url: str, pattern: str) -> list[dict]:
+    """The sync worker's peak memory over the scale's playbook keys, into a database of its own."""
+    sync_url = sync_bench.bench_database(url)
+    try:
+        engine = db.create_engine(sync_url, poolclass=sa.pool.NullPool)
+        migrate.upgrade(engine)
+        engine.dispose()
+        return measures.cli_sync_memory(sync_url, redis_url, pattern)
+    finally:
+        sync_bench.drop_bench_database(url)
 
 
 def ratios(rows: list[Row]) -> dict[str, float | None]:
@@ -139,10 +154,11 @@ def render(result: dict, meta: dict) -> str:
     for name, numbers in result["contention"].items():
         lines.append(f"{name:<32} {numbers['writes']:>7} {_pair(numbers, 'write'):>17} {numbers['reads']:>7} "
                      f"{_pair(numbers, 'read'):>16} {numbers['refreshes']:>9}")
-    memory = result["memory"]
     lines.append("")
-    lines.append(f"peak memory of `flywheel-sync {memory['command']}`: {memory['peak_rss_mb']:.0f} MB "
-                 f"(wall {memory['wall_ms']:.0f} ms, process start included)")
+    lines.append(f"peak memory of the CLI, process start included ({meta['playbooks']:,} playbook keys):")
+    for memory in result["memory"]:
+        lines.append(f"  flywheel-sync {memory['label']}: {memory['peak_rss_mb']:.0f} MB "
+                     f"(wall {memory['wall_ms']:.0f} ms)")
     return "\n".join(lines)
 
 
@@ -175,6 +191,7 @@ def main() -> None:
         server_version = connection.execute("show server_version").fetchone()[0]
     result = measure(url, chosen.redis_url, options.scale, options.repeat, options.contention_seconds, say)
     meta = {"scale": options.scale, "incidents": generate.SIZES[options.scale].incidents,
+            "playbooks": generate.SIZES[options.scale].playbooks,
             "repeats": options.repeat, "postgres": server_version, "embedded": chosen.embedded,
             "contention_seconds": options.contention_seconds,
             "machine": f"{platform.machine()}, {_cores()} cores, Python {platform.python_version()}",
