@@ -47,6 +47,7 @@ DEFAULT_PATTERN = "playbook:PB-*"
 SCAN_COUNT = 1000
 REDIS_TIMEOUT_SECONDS = 10.0
 WRITER_THREADS = 2
+KNOWN_ROWS_FETCH = 10_000
 # last_seen_at of an unchanged row is bumped only when older than this: bumping every row on every
 # pass would cost more than the rest of a no-change pass. The exact "seen at" of every row present is
 # the start of the last complete pass in flywheel.sync_log.
@@ -343,16 +344,20 @@ where started_at < now() - cast(flywheel.setting('retention') #>> '{}' as interv
 
 
 def known_rows(engine: Engine) -> dict[bytes, Known]:
-    """The table's rows at the start of a pass: hash, validity, and whether last_seen_at needs a bump."""
+    """The table's rows at the start of a pass: hash, validity, and whether last_seen_at needs a bump.
+
+    Read through a server-side cursor, KNOWN_ROWS_FETCH at a time, so that only the dict is ever
+    held whole (a fetchall would hold every row a second time while the dict is built).
+    """
     try:
-        with db.connect(engine) as connection, connection.connection.cursor() as cursor:
+        with db.connect(engine) as connection, connection.connection.cursor("flywheel_known_rows") as cursor:
+            cursor.itersize = KNOWN_ROWS_FETCH
             cursor.execute(
                 "select redis_key, content_hash, valid, last_seen_at < now() - %s from flywheel.playbooks",
                 (LAST_SEEN_RESOLUTION,), binary=True)
-            rows = cursor.fetchall()
+            return {key: Known(content_hash, valid, stale) for key, content_hash, valid, stale in cursor}
     except psycopg.OperationalError as exc:
         raise db.unavailable(engine.url, exc) from exc
-    return {key: Known(content_hash, valid, stale) for key, content_hash, valid, stale in rows}
 
 
 def write_batch(connection: sa.Connection, batch: Batch, prefix: bytes) -> tuple[int, int, int, int]:
@@ -393,6 +398,35 @@ def finish_log(engine: Engine, result: PassResult) -> None:
 
 # ---------------------------------------------------------------------------------------------------
 # The pass
+
+
+# Marks a known row whose key the pass has read: its hash is no longer needed.
+_READ = Known(b"", True, False)
+
+
+class SeenKeys:
+    """The keys a pass has read, without a second copy of the key space.
+
+    A key the table held at the start is marked in ``known`` (which holds it already); only the keys
+    new to the table are kept here. What is left unmarked at the end is what Redis no longer has.
+    """
+
+    def __init__(self, known: dict[bytes, Known]) -> None:
+        self.known = known
+        self.new: set[bytes] = set()
+
+    def __contains__(self, key: bytes) -> bool:
+        return self.known.get(key) is _READ or key in self.new
+
+    def add(self, keys: Iterable[bytes]) -> None:
+        for key in keys:
+            if key in self.known:
+                self.known[key] = _READ
+            else:
+                self.new.add(key)
+
+    def unseen(self) -> Iterator[bytes]:
+        return (key for key, row in self.known.items() if row is not _READ)
 
 
 class Interrupted(Exception):
@@ -470,14 +504,15 @@ def sync_pass(engine: Engine, client, pattern: str = DEFAULT_PATTERN, mode: str 
     clock = time.monotonic()
     sync_id, pass_started = start_log(engine, mode)
     result = PassResult(sync_id, mode)
-    seen: set[bytes] = set()
     known = known_rows(engine)
+    seen = SeenKeys(known)
     writer = BatchWriter(engine, key_prefix(pattern), result)
     try:
         for scanned in scan_batches(client, pattern):
             fresh = list(dict.fromkeys(key for key in scanned if key not in seen))
-            seen.update(fresh)
-            writer.put(read_batch(client, fresh, known))
+            batch = read_batch(client, fresh, known)
+            seen.add(fresh)
+            writer.put(batch)
             if progress:
                 progress(len(scanned))
             if between_batches:
@@ -490,7 +525,8 @@ def sync_pass(engine: Engine, client, pattern: str = DEFAULT_PATTERN, mode: str 
     finally:
         writer.close()
     if result.complete:
-        unseen = list(known.keys() - seen - set(protected()))
+        spared = set(protected())
+        unseen = [key for key in seen.unseen() if key not in spared]
         with db.connect(engine) as connection:
             result.deleted += connection.execute(
                 DELETE_UNSEEN, {"unseen": unseen, "pass_started": pass_started}).rowcount
