@@ -107,4 +107,6 @@ def ensure(server_url: str, scale: str, say) -> str:
         if mirrored != size.playbooks:
             connection.execute("delete from flywheel.playbooks")
             connection.execute(PLAYBOOKS_SQL, {"playbooks": size.playbooks})
+        # The benchmark times the mode it asks for: no routine refresh turns into the nightly full one.
+        connection.execute("update flywheel.settings set value = 'null' where key = 'full_refresh_at'")
     return url

@@ -68,12 +68,13 @@ RELEASES: dict[str, Release] = {
         ("grants", 2),
     ),
     # A faster full refresh and a routine one that no longer counts the playbook mirror (issue 5):
-    # refresh reads flywheel.playbook_totals, kept by count_playbooks' triggers, and puts rows into
-    # days with local_day_key_sql; the grants add playbook_totals.
+    # refresh reads flywheel.playbook_totals, kept by count_playbooks' triggers, puts rows into days
+    # with local_day_key_sql and runs full nightly (full_refresh_at, which validate_setting checks);
+    # the grants add playbook_totals.
     "0003": (
         ("iso8601", 1),
         ("setting", 1),
-        ("validate_setting", 1),
+        ("validate_setting", 2),
         ("summary", 1),
         ("latest_summary", 1),
         ("summary_targets", 1),

@@ -175,6 +175,33 @@ def test_first_refresh_is_full_and_the_next_incremental(connection):
     assert "first refresh" in first["mode_reason"]
 
 
+def test_first_refresh_at_or_after_full_refresh_at_is_full_once_a_day(connection):
+    set_setting(connection, "full_refresh_at", "17:45")  # AS_OF is 16:30 in Taipei
+    run_refresh(connection, AS_OF)
+    assert run_refresh(connection, AS_OF + 75 * MINUTE - timedelta(microseconds=1))["mode"] == "incremental"
+    due = run_refresh(connection, AS_OF + 75 * MINUTE)
+    assert (due["mode"], due["mode_reason"]) == ("full", "the nightly full refresh: none since 2026-11-28 17:45 "
+                                                         "(the full_refresh_at setting); run under READ COMMITTED: "
+                                                         "a change committed during the run may drift until the "
+                                                         "next full refresh")
+    assert run_refresh(connection, AS_OF + 76 * MINUTE)["mode"] == "incremental"
+    assert run_refresh(connection, AS_OF + DAY + 75 * MINUTE)["mode"] == "full"
+
+
+def test_full_refresh_at_taipei_midnight_is_due_from_midnight_on(connection):
+    set_setting(connection, "full_refresh_at", "00:00")
+    midnight = datetime(2026, 11, 29, tzinfo=AS_OF.tzinfo)
+    run_refresh(connection, midnight - MINUTE)
+    assert run_refresh(connection, midnight - timedelta(microseconds=1))["mode"] == "incremental"
+    assert run_refresh(connection, midnight)["mode"] == "full"
+
+
+def test_full_refresh_at_null_leaves_the_full_refresh_to_the_scheduler(connection):
+    set_setting(connection, "full_refresh_at", None)
+    run_refresh(connection, AS_OF)
+    assert run_refresh(connection, AS_OF + 3 * DAY)["mode"] == "incremental"
+
+
 def test_refresh_notes_when_it_runs_under_read_committed(connection):
     assert "READ COMMITTED" in run_refresh(connection)["mode_reason"]
 

@@ -31,6 +31,8 @@ def test_settings_table_shows_each_key_with_its_description(database_url):
     ("stuck_after", "12 hours", "12 hours"),
     ("mcp_providers", '["k8s"]', ["k8s"]),
     ("target_execution_success_rate", "0.25", 0.25),
+    ("full_refresh_at", "23:30", "23:30"),
+    ("full_refresh_at", "null", None),
 ])
 def test_settings_set_stores_what_the_user_typed(database_url, engine, key, typed, stored):
     result = run("settings", "set", key, typed, database_url=database_url)
@@ -51,6 +53,8 @@ def test_settings_set_stores_what_the_user_typed(database_url, engine, key, type
     ("current_flow_limit", "5000", "0 to 1000"),
     ("target_alertname_null_rate", "1.5", "0 to 1"),
     ("mcp_providers", "[1, 2]", "array of strings"),
+    ("full_refresh_at", "3am", "time of day"),
+    ("full_refresh_at", "24:00", "time of day"),
 ])
 def test_settings_set_refuses_a_bad_value_with_one_line(database_url, engine, key, typed, complaint):
     with engine.connect() as connection:

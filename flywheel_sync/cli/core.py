@@ -142,7 +142,7 @@ def settings_set(engine, key: str, value: str) -> None:
 @click.option("--as-of", type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M:%S%z"]),
               help="The metrics' clock, e.g. 2026-11-28T16:30:00+08:00 [default: now]. For back-fills and tests.")
 @click.option("--full", is_flag=True,
-              help="Recompute every rollup from all history and report the drift it corrected (run nightly).")
+              help="Recompute every rollup from all history and report the drift it corrected.")
 @as_json
 @with_engine
 def refresh(engine, as_of: datetime | None, full: bool, as_json: bool) -> None:
@@ -150,17 +150,18 @@ def refresh(engine, as_of: datetime | None, full: bool, as_json: bool) -> None:
 
     A routine refresh reads only the rows changed since the last one, so its cost follows the
     changes, not the history. --full recomputes everything and records in flywheel.refresh_log the
-    drift it corrected (deletes and late changes no watermark sees): schedule it nightly. A refresh
-    is full by itself the first time, after the timezone or source_schema setting changed, and while
-    the source lacks incidents.updated_at or an index (flywheel-sync check lists them); it says why.
-    One refresh runs at a time: a second one waits up to the refresh_lock_wait setting, then fails.
-    Readers are never blocked. Every run is recorded in flywheel.refresh_log.
+    drift it corrected (deletes and late changes no watermark sees). A refresh is full by itself
+    once a day, the first at or after the full_refresh_at setting (default 03:00 local), so one
+    schedule does both; also the first time, after the timezone or source_schema setting changed,
+    and while the source lacks incidents.updated_at or an index (flywheel-sync check lists them).
+    It says why. One refresh runs at a time: a second one waits up to the refresh_lock_wait
+    setting, then fails. Readers are never blocked. Every run is recorded in flywheel.refresh_log.
 
     \b
     Example:
         flywheel-sync refresh
         */1 * * * *  flywheel-sync refresh --json >> /var/log/flywheel-refresh.log
-        17 3 * * *   flywheel-sync refresh --full --json >> /var/log/flywheel-refresh.log
+        flywheel-sync refresh --full    # now, e.g. after repairing source rows
     """
     result = refreshing.refresh(engine, as_of, full)
     if as_json:

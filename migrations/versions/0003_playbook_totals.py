@@ -1,10 +1,11 @@
-"""Playbook totals kept by triggers, and a faster full refresh.
+"""Playbook totals kept by triggers, a faster full refresh, and a nightly full refresh by default.
 
 flywheel.refresh() (version 3) reads the approved, invalid, runs and successes of the playbook mirror
 from flywheel.playbook_totals instead of counting flywheel.playbooks every run; statement-level
 triggers (flywheel.count_playbooks) keep the totals in the writer's transaction. Its full passes put
-rows into days with flywheel.local_day_key_sql and aggregate in parallel workers. Every table and
-column of 0002 keeps its meaning.
+rows into days with flywheel.local_day_key_sql and aggregate in parallel workers. The new setting
+full_refresh_at (default 03:00 local) makes the first refresh after that time each day full. Every
+table and column of 0002 keeps its meaning.
 
 Revision ID: 0003
 Revises: 0002
@@ -42,6 +43,19 @@ select count(*) filter (where valid and status = 'approved'), count(*) filter (w
 from flywheel.playbooks;
 """
 
+# After the release: its validate_setting knows the key.
+NIGHTLY = """
+insert into flywheel.settings (key, value, description) values
+    ('full_refresh_at', '"03:00"', 'Local time of day (in the timezone setting, HH:MM) after which the first refresh of each day is full, correcting what the incremental runs cannot see; null: never by itself (schedule refresh --full instead)');
+"""
+
+# Settings refuse deletes (the refresh needs each one); this one goes with its release.
+NIGHTLY_REMOVED = """
+alter table flywheel.settings disable trigger settings_validate;
+delete from flywheel.settings where key = 'full_refresh_at';
+alter table flywheel.settings enable trigger settings_validate;
+"""
+
 DROP = """
 drop table flywheel.playbook_totals;
 """
@@ -50,8 +64,10 @@ drop table flywheel.playbook_totals;
 def upgrade() -> None:
     objects.execute(TOTALS)
     objects.replace("0002", "0003")
+    objects.execute(NIGHTLY)
 
 
 def downgrade() -> None:
+    objects.execute(NIGHTLY_REMOVED)
     objects.replace("0003", "0002")
     objects.execute(DROP)

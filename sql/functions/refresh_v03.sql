@@ -1,7 +1,7 @@
 -- flywheel.refresh(as_of, full): compute every metric, reading only what changed since the last refresh.
 --
 -- Answers: nothing by itself; it writes what everything else reads. Called by `flywheel-sync
--- refresh` (every minute), `flywheel-sync refresh --full` (nightly), cron, systemd or pg_cron. Writes,
+-- refresh` (every minute), `flywheel-sync refresh --full`, cron, systemd or pg_cron. Writes,
 -- in one transaction so a reader (Grafana) sees the old results or the new, never a mix, and never waits:
 --   flywheel.daily_incidents, daily_executions, daily_knowledge   (changed days only, or all)
 --   flywheel.current_flow, flywheel.snapshots (one row; summary is it), flywheel.refresh_log (one row)
@@ -20,10 +20,11 @@
 --     local_day_key_sql's fixed offsets, not a time-zone conversion per row; the executions' scan also
 --     fills recent_executions), the tracked rows and watermarks rebuilt, and the difference with the
 --     rollups it replaces recorded in refresh_log.drift.
---     Asked for with full => true (nightly: deletes of untracked rows, executions whose success changes
---     after the lookback, and changes committed later than the lookback are only seen here); forced
---     on the first run, when the timezone or source_schema setting changed since the last run, and
---     when a source lacks incidents.updated_at or one of the indexes below (flywheel-sync check).
+--     Asked for with full => true, and taken by the first refresh after the full_refresh_at setting's
+--     local time each day (deletes of untracked rows, executions whose success changes after the
+--     lookback, and changes committed later than the lookback are only seen here); forced on the
+--     first run, when the timezone or source_schema setting changed since the last run, and when a
+--     source lacks incidents.updated_at or one of the indexes below (flywheel-sync check).
 -- Whole-history totals are the sums of the rollups plus the rows whose created_at is NULL (read by
 -- the created_at index). today_processed, execution_success_today and flywheel_conversions_today are
 -- sums of rollup days from today on; the rate's 24-hour and 7-day windows sum 10-minute buckets of
@@ -84,6 +85,8 @@ declare
     flow_limit integer := (flywheel.setting('current_flow_limit') #>> '{}')::integer;
     retention interval := (flywheel.setting('retention') #>> '{}')::interval;
     source_schema text := flywheel.setting('source_schema') #>> '{}';
+    full_refresh_at time := (flywheel.setting('full_refresh_at') #>> '{}')::time;
+    nightly_due timestamptz;
     today date;
     day_key_expression text;
     day_keys_from timestamptz;
@@ -202,6 +205,17 @@ begin
             mode_reason := format('the timezone setting changed from %s to %s', state.timezone, zone);
         elsif state.source_schema is distinct from source_schema then
             mode_reason := format('the source_schema setting changed from %s to %s', state.source_schema, source_schema);
+        elsif full_refresh_at is not null then
+            -- The nightly full run, without a second schedule: the first refresh at or after
+            -- full_refresh_at (local time) that finds no full run since then is full.
+            nightly_due := (today + full_refresh_at) at time zone zone;
+            if nightly_due > metrics_now then
+                nightly_due := (today - 1 + full_refresh_at) at time zone zone;
+            end if;
+            if state.full_at < nightly_due then
+                mode_reason := format('the nightly full refresh: none since %s (the full_refresh_at setting)',
+                                      to_char(nightly_due at time zone zone, 'YYYY-MM-DD HH24:MI'));
+            end if;
         end if;
         if cardinality(lacking) > 0 then
             mode_reason := concat_ws('; ', mode_reason, format('the source lacks %s, so every refresh is full (see flywheel-sync check)',
