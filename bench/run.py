@@ -5,7 +5,8 @@ order: the floor (one sequential count(*) pass per source table), a full refresh
 after a realistic minute of change, the reads, the old approach (its 13 queries and its GET per
 Redis key), a writer and a reader with and without refreshes running, and the peak memory of the
 CLI: a full refresh, and two sync passes over the scale's playbook keys (the first inserts them all,
-the second finds nothing changed) into a database of their own. Prints medians and min-max of the repetitions, with ratios; --json prints the same as JSON.
+the second finds nothing changed) into a database of their own. Prints medians and min-max of the
+repetitions, with ratios; --json prints the same as JSON.
 
     make bench SCALE=M
     .venv/bin/python bench/run.py --scale S --repeat 7 --json > bench-S.json
