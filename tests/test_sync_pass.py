@@ -232,3 +232,12 @@ def test_a_key_written_by_someone_else_during_a_pass_is_upserted_not_refused(
     inserted, updated, _, _ = syncing.write(engine, batch, syncing.key_prefix(playbook_pattern))
     assert (inserted, updated) == (0, 1)
     assert mirror_of(engine)[playbook_key("PB-1")].status == "approved"
+
+
+def test_seen_keys_mark_known_rows_in_place_and_keep_only_new_keys():
+    known = {b"playbook:PB-1": syncing.Known(b"h1", True, False), b"playbook:PB-2": syncing.Known(b"h2", True, False)}
+    seen = syncing.SeenKeys(known)
+    seen.add([b"playbook:PB-1", b"playbook:PB-9"])
+    assert [key in seen for key in (b"playbook:PB-1", b"playbook:PB-9", b"playbook:PB-2")] == [True, True, False]
+    assert seen.new == {b"playbook:PB-9"}
+    assert list(seen.unseen()) == [b"playbook:PB-2"]
