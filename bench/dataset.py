@@ -14,9 +14,12 @@ from pathlib import Path
 import psycopg
 import sqlalchemy as sa
 
+import grafana_panels
 from flywheel_sync import db, embedded, generate, migrate
 
 CACHE = Path(__file__).resolve().parent / ".cache"
+# The dashboard's default range is the last 7 days, at one refresh a minute.
+HISTORY_MINUTES = 7 * 1440
 MARKER = "flywheel-sync bench data, scale {scale}: safe to drop"
 PLAYBOOKS_SQL = """
 insert into flywheel.playbooks (redis_key, playbook_id, status, success_count, failure_count, document, valid,
@@ -109,4 +112,18 @@ def ensure(server_url: str, scale: str, say) -> str:
             connection.execute(PLAYBOOKS_SQL, {"playbooks": size.playbooks})
         # The benchmark times the mode it asks for: no routine refresh turns into the nightly full one.
         connection.execute("update flywheel.settings set value = 'null' where key = 'full_refresh_at'")
+    _ensure_history(url, say)
     return url
+
+
+def _ensure_history(url: str, say) -> None:
+    """A week of snapshots and refresh_log rows at one a minute, for the dashboard's queries to read."""
+    engine = db.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.begin() as connection:
+        kept = connection.execute(sa.text("select count(*) from flywheel.snapshots")).scalar_one()
+        if kept < HISTORY_MINUTES:
+            say(f"adding {HISTORY_MINUTES:,} minutes of snapshot history for the dashboard's queries")
+            connection.execute(sa.text("select flywheel.refresh(full => true)"))
+            for statement in filter(str.strip, grafana_panels.HISTORY.split(";")):
+                connection.execute(sa.text(statement), {"minutes": HISTORY_MINUTES})
+    engine.dispose()

@@ -41,11 +41,13 @@ select s.computed_at - minutes * interval '1 minute', timezone, playbook_count, 
     km_total, km_unvectorized_count, km_vectorized_rate, km_created_24h, flywheel_conversions_today,
     incidents_total, incidents_alertname_missing, alertname_null_rate, incidents_investigating,
     incidents_mitigating, incidents_stuck, type4_count, today_processed, count_1h, execution_success_today, settings
-from flywheel.snapshots as s cross join generate_series(1, :minutes) as minutes;
+from (select * from flywheel.snapshots order by snapshot_id desc limit 1) as s
+cross join generate_series(1, :minutes) as minutes;
 insert into flywheel.refresh_log (started_at, finished_at, computed_at, status, steps)
 select started_at - minutes * interval '1 minute', finished_at - minutes * interval '1 minute',
        computed_at - minutes * interval '1 minute', status, steps
-from flywheel.refresh_log cross join generate_series(1, :minutes) as minutes;
+from (select * from flywheel.refresh_log order by refresh_id desc limit 1) as newest
+cross join generate_series(1, :minutes) as minutes;
 analyze flywheel.snapshots, flywheel.refresh_log;
 """
 
@@ -54,6 +56,14 @@ def grafana_interval(span: timedelta, panel: dict) -> timedelta:
     """About 1,000 points over the span, never below the panel's minimum interval."""
     wanted = max(span / 1000, timedelta(seconds=1))
     return max(wanted, parse_interval(panel["interval"])) if "interval" in panel else wanted
+
+
+def panel_queries(now, span: timedelta) -> dict[str, str]:
+    """Each panel's SQL as Grafana sends it for the span up to now (the panels without a range once)."""
+    time_range = TimeRange(now - span, now)
+    return {panel["title"]: expand(panel["targets"][0]["rawSql"], time_range,
+                                   grafana_interval(span, panel))
+            for panel in grafana.dashboard()["panels"] if panel["type"] != "row"}
 
 
 def timed(engine: sa.Engine, sql: str, runs: int) -> tuple[float, int]:

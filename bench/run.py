@@ -2,11 +2,13 @@
 
 Builds (or reuses) the data set of a scale with the project's generator, then measures on it, in this
 order: the floor (one sequential count(*) pass per source table), a full refresh, a routine refresh
-after a realistic minute of change, the reads, the old approach (its 13 queries and its GET per
-Redis key), a writer and a reader with and without refreshes running, and the peak memory of the
-CLI: a full refresh, and two sync passes over the scale's playbook keys (the first inserts them all,
-the second finds nothing changed) into a database of their own. Prints medians and min-max of the
-repetitions, with ratios; --json prints the same as JSON.
+after a realistic minute of change, the reads (the JSON and Prometheus functions, and every panel of
+the Grafana dashboard over its default 7 days, on a week of snapshots at one a minute), the old
+approach (its 13 queries and its GET per Redis key), a writer and a reader with and without
+refreshes running, and the peak memory of the CLI: a full refresh, and two sync passes over the
+scale's playbook keys (the first inserts them all, the second finds nothing changed) into a database
+of their own. Prints medians and min-max of the repetitions, with ratios; --json prints the same as
+JSON.
 
     make bench SCALE=M
     .venv/bin/python bench/run.py --scale S --repeat 7 --json > bench-S.json
@@ -22,11 +24,13 @@ import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 
 import psycopg
 import sqlalchemy as sa
 
 import dataset
+import grafana_panels
 import measures
 import sync_bench
 from flywheel_sync import db, embedded, generate, migrate
@@ -72,7 +76,10 @@ def measure(url: str, redis_url: str, scale: str, repeats: int, contention_secon
             rows.append(Row("routine refresh after a minute of change", repeat(repeats, routine), "floor"))
             routine_steps = measures.refresh(refresher, routine_call)
             say("reads")
-            for name, query in measures.READS.items():
+            now = connection.execute("select now()").fetchone()[0]
+            dashboard = {f"dashboard: {title}": query
+                         for title, query in grafana_panels.panel_queries(now, timedelta(days=7)).items()}
+            for name, query in {**measures.READS, **dashboard}.items():
                 rows.append(Row(name, repeat(max(20, repeats), lambda: measures.timed(
                     lambda: connection.execute(query).fetchall())), "old approach"))
             connection.commit()
