@@ -465,11 +465,15 @@ NODES = ("monitoring", "deduplication", "diagnosis", "reasoning", "execution", "
 def _nodes_table() -> dict:
     names = ", ".join(f"'{node}'" for node in NODES)
     # flywheel_json() raises before the first refresh; the case keeps the panel at "no data" then.
-    sql = f"""select node.name as "node",
+    # Materialized, so that it runs once, not once per reference and row (8.6 ms against 0.7).
+    sql = f"""with flywheel as materialized (
+    select case when exists (select from flywheel.summary)
+                then flywheel.flywheel_json() -> 'nodes' end as nodes
+)
+select node.name as "node",
        flywheel.nodes -> node.name ->> 'status' as "status",
        (flywheel.nodes -> node.name) - 'status' as "details"
-from (select case when exists (select from flywheel.summary)
-                  then flywheel.flywheel_json() -> 'nodes' end as nodes) as flywheel
+from flywheel
 cross join unnest(array[{names}]) with ordinality as node(name, position)
 where flywheel.nodes is not null
 order by node.position"""
