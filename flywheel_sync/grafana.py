@@ -503,6 +503,7 @@ order by position"""
 
 
 def _failing_playbooks_table() -> dict:
+    # Its order is the index flywheel.playbooks_failing's (release 0003): change both together.
     sql = """select playbook_id,
        document ->> 'name' as name,
        failure_count as failures,
@@ -572,7 +573,7 @@ def _pipeline() -> list[dict]:
               "Duration of the last sync pass and the keys it scanned.", unit="ms", all_fields=True,
               decimals=0, overrides=[_fixed_color("keys", BLUE, unit="none")]),
         _stat("Invalid records",
-              "select count(*) filter (where not valid) as \"invalid records\"\nfrom flywheel.playbooks",
+              "select invalid as \"invalid records\"\nfrom flywheel.playbook_totals",
               "Playbook records that count nowhere; see the table above.",
               thresholds=_steps((GREEN, None), (ORANGE, 1))),
         _timeseries(
