@@ -40,6 +40,9 @@ begin
                        coalesce(sum(sign * (success_count + failure_count)) filter (where valid and status = 'approved'), 0) as approved_runs,
                        coalesce(sum(sign * success_count) filter (where valid and status = 'approved'), 0) as approved_successes
                 from (%s) as changed) as change
+         -- A sync writes its batches in several statements, most changing no count (an unchanged
+         -- record's last_seen_at bump): those neither write the row nor wait for its lock.
+         where (change.approved, change.invalid, change.approved_runs, change.approved_successes) <> (0, 0, 0, 0)
     $sql$, changed_rows);
     return null;
 end
