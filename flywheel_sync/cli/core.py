@@ -8,12 +8,12 @@ from pathlib import Path
 import click
 
 from .. import check as contract
-from .. import exporter as textfiles
 from .. import generate as sample
 from .. import migrate as migrations
 from .. import refresh as refreshing
 from .. import settings as configuration
 from .. import summary as results
+from .. import textfile as textfiles
 from .options import as_json, database_url, echo_json, echo_table, engine_for, with_engine
 
 
