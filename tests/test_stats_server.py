@@ -11,13 +11,11 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from datetime import datetime, timezone
 
 import pytest
@@ -27,24 +25,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from flywheel_sync import db, stats_server, summary, textfile
 from flywheel_sync.cli import cli
-from tests.faults import FreezableRelay
+from tests.serving import relay, serving  # noqa: F401 (relay is a fixture)
 from tests.platform import AS_OF, HOUR, add_executions, refresh
 
 # Computed when read, so it differs between two reads of the same refresh.
 AGE = "awoooi_flywheel_refresh_age_seconds"
 LOGGER = "flywheel_sync.stats_server"
-
-
-@contextmanager
-def serving(database_url: str, **options):
-    server = stats_server.make_server(database_url, "127.0.0.1", 0, stats_server.ServerOptions(**options))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.url
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def request(url: str, method: str = "GET", headers: dict | None = None, timeout: float = 30):
@@ -96,16 +82,6 @@ def refreshed(engine, connection):
     refresh(connection)
     connection.commit()
     return engine
-
-
-@pytest.fixture
-def relay(refreshed, database_url):
-    """The refreshed database behind a relay that the test can hang; its URL as .url."""
-    parsed = db.parse_url(database_url)
-    proxy = FreezableRelay(parsed.host, parsed.port)
-    proxy.url = parsed.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    yield proxy
-    proxy.close()
 
 
 @pytest.fixture
@@ -295,7 +271,7 @@ def test_locked_table_answers_the_json_endpoints_503_within_the_deadline(refresh
     assert seconds < 2
 
 
-def test_hung_database_answers_up_0_within_the_scrape_timeout_and_recovers(relay):
+def test_hung_database_answers_up_0_within_the_scrape_timeout_and_recovers(refreshed, relay):
     with serving(relay.url) as url:
         assert value(get(f"{url}/metrics"), "awoooi_flywheel_up") == 1
         relay.freeze()
@@ -306,7 +282,7 @@ def test_hung_database_answers_up_0_within_the_scrape_timeout_and_recovers(relay
         assert value(get(f"{url}/metrics"), "awoooi_flywheel_up") == 1
 
 
-def test_without_the_scrape_timeout_header_a_request_waits_at_most_the_deadline(relay):
+def test_without_the_scrape_timeout_header_a_request_waits_at_most_the_deadline(refreshed, relay):
     with serving(relay.url, deadline=1.0) as url:
         relay.freeze()
         text, seconds = timed(lambda: get(f"{url}/metrics"))
@@ -314,7 +290,7 @@ def test_without_the_scrape_timeout_header_a_request_waits_at_most_the_deadline(
     assert value(text, "awoooi_flywheel_up") == 0 and seconds < 2
 
 
-def test_log_says_one_line_per_change_of_the_database_state(relay, caplog):
+def test_log_says_one_line_per_change_of_the_database_state(refreshed, relay, caplog):
     with caplog.at_level(logging.INFO, LOGGER), serving(relay.url, deadline=0.5) as url:
         get(f"{url}/metrics")
         relay.freeze()

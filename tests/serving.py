@@ -1,9 +1,28 @@
-"""Real network faults for the stats server's tests: a TCP relay to PostgreSQL that can hang."""
+"""The stats server in a test's own thread, and a real network fault: a relay to PostgreSQL that hangs."""
 
 from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from flywheel_sync import db, stats_server
+
+
+@contextmanager
+def serving(database_url: str, **options) -> Iterator[str]:
+    """A stats server on a free port of 127.0.0.1 for as long as the block runs; its base URL."""
+    server = stats_server.make_server(database_url, "127.0.0.1", 0, stats_server.ServerOptions(**options))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.url
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 class FreezableRelay:
@@ -63,3 +82,13 @@ class FreezableRelay:
                     sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+
+
+@pytest.fixture
+def relay(database_url):
+    """The test's database behind a FreezableRelay; the URL through it as .url."""
+    parsed = db.parse_url(database_url)
+    proxy = FreezableRelay(parsed.host, parsed.port)
+    proxy.url = parsed.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    yield proxy
+    proxy.close()
