@@ -436,7 +436,7 @@ def test_textfile_rename_is_made_durable_by_flushing_the_folder(tmp_path):
     script = f"from pathlib import Path; from flywheel_sync import textfile; textfile.write_textfile(Path({str(path)!r}), 'x 1\\n')"
     subprocess.run(["strace", "-f", "-y", "-e", "trace=fsync,rename,renameat,renameat2", "-o", str(trace),
                     sys.executable, "-c", script], check=True)
-    calls = [line.split(" ", 1)[1] for line in trace.read_text().splitlines()]
+    calls = [line.split(None, 1)[1] for line in trace.read_text().splitlines()]
     renamed = next(index for index, call in enumerate(calls) if call.startswith("rename"))
     assert any(call.startswith("fsync(") and f"<{tmp_path}>)" in call for call in calls[renamed:]), calls
 

@@ -50,8 +50,8 @@ def _serve_options(command):
         click.option("--port", type=click.IntRange(0, 65535), default=9188, show_default=True,
                      help="Port to listen on; 0 picks a free one."),
         click.option("--with-timestamps", is_flag=True,
-                     help="Give each flywheel sample the refresh time, as the old service did; unsuitable for "
-                          "alerting on stale data (see docs/stats-server.md)."),
+                     help="Give each flywheel sample the refresh time, as the old service did; the series then "
+                          "vanish 5 minutes after the refresh stalls (see docs/stats-server.md)."),
         click.option("--deadline", type=click.FloatRange(0.2, 60), default=8.0, show_default=True, metavar="SECONDS",
                      help="Longest wait for the database per request; a shorter Prometheus scrape timeout "
                           "(less 0.5 s) wins."),
