@@ -71,6 +71,10 @@ SHORTEST_DEADLINE_SECONDS = 0.2
 # The database cancels a read this much before the request stops waiting for it.
 SERVER_SIDE_MARGIN_SECONDS = 0.2
 LOCK_BEFORE_STATEMENT_MS = 50
+# A read whose server vanished (a partition, a crashed host) would wait for an answer for ever, and
+# the requests that join it (see DatabaseReader.read) with it; TCP keepalives end it within ~20 s. A
+# hung but present server still acknowledges them: its read ends when the server resumes.
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 5, "keepalives_count": 3}
 # libpq refuses a connect_timeout below 2 seconds; the request's own deadline still applies.
 SHORTEST_CONNECT_TIMEOUT = 2
 RETRY_AFTER_SECONDS = 15
@@ -148,8 +152,6 @@ class DatabaseReader:
         self.conninfo = db.libpq_url(database_url)
         self.with_timestamps = with_timestamps
         self.state = DatabaseState(self.shown_url)
-        # One read per kind at a time (see read), so a thread per kind is all it takes.
-        self.executor = concurrent.futures.ThreadPoolExecutor(len(QUERIES), thread_name_prefix="flywheel-read")
         self.lock = threading.Lock()
         self.in_flight: dict[str, tuple[concurrent.futures.Future, float]] = {}
 
@@ -165,7 +167,11 @@ class DatabaseReader:
             future, started = self.in_flight.get(kind, (None, 0.0))
             if future is None or future.done():
                 started = time.monotonic()
-                future = self.executor.submit(self._query, kind, deadline)
+                future = concurrent.futures.Future()
+                # A daemon thread per read (at most one per kind at a time): a read stuck on a hung
+                # server must not keep the process from exiting on SIGTERM, as a pool's thread would.
+                threading.Thread(target=self._run, args=(future, kind, deadline), daemon=True,
+                                 name=f"flywheel-read-{kind}").start()
                 self.in_flight[kind] = (future, started)
         try:
             text = future.result(timeout=max(0.0, deadline - time.monotonic()))
@@ -182,6 +188,16 @@ class DatabaseReader:
         self.state.answered()
         return text
 
+    def _run(self, future: concurrent.futures.Future, kind: str, deadline: float) -> None:
+        try:
+            future.set_result(self._query(kind, deadline))
+        except ReadFailed as error:
+            future.set_exception(error)
+        except Exception as exc:  # noqa: BLE001 (a scrape must answer whatever the read did)
+            log.debug("reading %s failed", kind, exc_info=True)
+            future.set_exception(ReadFailed(f"error {type(exc).__name__}",
+                                            f"reading the database at {self.shown_url} failed: {type(exc).__name__}: {exc}"))
+
     def _query(self, kind: str, deadline: float) -> str:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -189,7 +205,8 @@ class DatabaseReader:
         user = None
         try:
             with psycopg.connect(self.conninfo, application_name="flywheel-sync serve",
-                                 connect_timeout=max(SHORTEST_CONNECT_TIMEOUT, math.ceil(remaining))) as connection:
+                                 connect_timeout=max(SHORTEST_CONNECT_TIMEOUT, math.ceil(remaining)),
+                                 **KEEPALIVES) as connection:
                 user = connection.info.user
                 # The read's own transaction carries the deadline to the server: a statement or a lock
                 # wait that would outlast the request is cancelled there, a little before the request
@@ -226,8 +243,6 @@ class DatabaseReader:
                                              "Check that the server is up and the URL is right")
         return ReadFailed(f"error {sqlstate}", f"database error at {self.shown_url}: {message} (SQLSTATE {sqlstate})")
 
-    def close(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
 
 
 # HTTP ---------------------------------------------------------------------------------------------
@@ -500,7 +515,6 @@ class StatsServer(socketserver.TCPServer):
     def server_close(self) -> None:
         super().server_close()
         self.workers.shutdown(wait=False, cancel_futures=True)
-        self.reader.close()
 
 
 def make_server(database_url: str | None, host: str, port: int, options: ServerOptions = ServerOptions()) -> StatsServer:
@@ -509,7 +523,6 @@ def make_server(database_url: str | None, host: str, port: int, options: ServerO
     try:
         return StatsServer((host, port), reader, options)
     except OSError as exc:
-        reader.close()
         raise AddressUnavailable(
             f"cannot listen on {host}:{port}: {exc.strerror or exc}. Choose another --host or --port."
         ) from exc

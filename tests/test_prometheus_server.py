@@ -15,6 +15,7 @@ import time
 import urllib.parse
 import urllib.request
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -71,7 +72,7 @@ class Prometheus:
         last = None
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise AssertionError(f"prometheus exited: {(self.log.name and open(self.log.name).read())[-2000:]}")
+                raise AssertionError(f"prometheus exited: {Path(self.log.name).read_text()[-2000:]}")
             try:
                 last = check()
             except OSError:

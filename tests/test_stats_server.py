@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import datetime, timezone
 
 import pytest
@@ -362,20 +363,61 @@ def test_a_client_that_goes_away_is_logged_quietly(refreshed, database_url, capl
 
 # The command ------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("command", ["serve", "exporter"])
-def test_serve_command_and_its_old_name_serve_until_sigterm(refreshed, database_url, command):
+@contextmanager
+def serve_command(command: str, database_url: str, *options: str):
+    """`flywheel-sync COMMAND` in its own process; its base URL, then its stdout once SIGTERM stopped it."""
     process = subprocess.Popen([sys.executable, "-m", "flywheel_sync", command, "--port", "0",
-                                "--database-url", database_url],
+                                "--database-url", database_url, *options],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    outcome = {}
     try:
         announced = process.stdout.readline()
-        url = announced.rsplit(" at ", 1)[1].strip()
-        assert value(get(f"{url}metrics"), "awoooi_flywheel_up") == 1
+        yield announced.rsplit(" at ", 1)[1].strip(), outcome
     finally:
         process.send_signal(signal.SIGTERM)
-        stdout, _ = process.communicate(timeout=30)
-    assert process.returncode == 0
-    assert "stopped" in stdout
+        try:
+            outcome["stdout"], _ = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            raise
+        outcome["returncode"] = process.returncode
+
+
+@pytest.mark.parametrize("command", ["serve", "exporter"])
+def test_serve_command_and_its_old_name_serve_until_sigterm(refreshed, database_url, command):
+    with serve_command(command, database_url) as (url, outcome):
+        assert value(get(f"{url}metrics"), "awoooi_flywheel_up") == 1
+    assert outcome["returncode"] == 0
+    assert "stopped" in outcome["stdout"]
+
+
+def test_serve_stops_on_sigterm_while_a_read_hangs_on_the_database(refreshed, relay):
+    def waiting_for_the_lock() -> bool:
+        with refreshed.connect() as observer:
+            return observer.execute(sa.text(
+                "select count(*) from pg_stat_activity"
+                " where application_name = 'flywheel-sync serve' and wait_event_type = 'Lock'")).scalar_one() == 1
+
+    with refreshed.connect() as holder, ThreadPoolExecutor(1) as client:
+        holder.execute(sa.text("lock table flywheel.snapshots in access exclusive mode"))
+        with serve_command("serve", relay.url, "--deadline", "3") as (url, outcome):
+            scrape = client.submit(get, f"{url}metrics")
+            until(waiting_for_the_lock)
+            # The read is under way; now its server stops answering, as a SIGSTOPped one would.
+            relay.freeze()
+            assert value(scrape.result(), "awoooi_flywheel_up") == 0
+            stopping = time.monotonic()
+        holder.rollback()
+    relay.thaw()
+    assert outcome["returncode"] == 0 and time.monotonic() - stopping < 10
+
+
+def until(check, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, f"{check.__name__} not within {seconds} s"
+        time.sleep(0.05)
 
 
 # Lint ---------------------------------------------------------------------------------------------------
