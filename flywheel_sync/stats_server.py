@@ -222,7 +222,8 @@ class DatabaseReader:
 
     def _explain(self, exc: psycopg.Error, user: str) -> ReadFailed:
         sqlstate = exc.sqlstate or ""
-        message = (exc.diag.message_primary if exc.diag else None) or str(exc).strip().splitlines()[0]
+        message = ((exc.diag.message_primary if exc.diag else None)
+                   or (str(exc).strip().splitlines() or [type(exc).__name__])[0])
         if isinstance(exc, psycopg.errors.LockNotAvailable):
             return ReadFailed("locked", f"a lock on a flywheel table held the read past its deadline at {self.shown_url} "
                                         f"({message}): find the holder in pg_locks / pg_stat_activity")
@@ -242,7 +243,6 @@ class DatabaseReader:
             return ReadFailed("unreachable", f"cannot reach the database at {self.shown_url}: {message}. "
                                              "Check that the server is up and the URL is right")
         return ReadFailed(f"error {sqlstate}", f"database error at {self.shown_url}: {message} (SQLSTATE {sqlstate})")
-
 
 
 # HTTP ---------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ import redis
 import sqlalchemy as sa
 
 from flywheel_sync import db, embedded, generate, migrate, worker
+from tests.serving import FreezableRelay
 
 TEST_DATABASE_ENV = "FLYWHEEL_TEST_DATABASE_URL"
 TEST_REDIS_ENV = "FLYWHEEL_TEST_REDIS_URL"
@@ -431,3 +432,13 @@ def tls_redis_url(tmp_path) -> Iterator[str]:
     yield url
     process.terminate()
     process.wait(10)
+
+
+@pytest.fixture
+def relay(database_url) -> Iterator[FreezableRelay]:
+    """The test's database behind a relay the test can hang (tests/serving.py); the URL through it as .url."""
+    parsed = db.parse_url(database_url)
+    proxy = FreezableRelay(parsed.host, parsed.port)
+    proxy.url = parsed.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    yield proxy
+    proxy.close()

@@ -7,9 +7,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pytest
-
-from flywheel_sync import db, stats_server
+from flywheel_sync import stats_server
 
 
 @contextmanager
@@ -83,12 +81,3 @@ class FreezableRelay:
                 except OSError:
                     pass
 
-
-@pytest.fixture
-def relay(database_url):
-    """The test's database behind a FreezableRelay; the URL through it as .url."""
-    parsed = db.parse_url(database_url)
-    proxy = FreezableRelay(parsed.host, parsed.port)
-    proxy.url = parsed.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    yield proxy
-    proxy.close()

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from flywheel_sync import grafana
 from tests.platform import AS_OF, DAY, HOUR, MINUTE, add_executions, add_incident, add_knowledge_entry, add_playbook, refresh
-from tests.serving import relay, serving  # noqa: F401 (relay is a fixture)
+from tests.serving import serving
 
 pytestmark = pytest.mark.skipif(shutil.which("prometheus") is None,
                                 reason="no prometheus binary (Debian's prometheus package; .ci/run unpacks it)")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import math
@@ -26,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from flywheel_sync import db, stats_server, summary, textfile
 from flywheel_sync.cli import cli
-from tests.serving import relay, serving  # noqa: F401 (relay is a fixture)
+from tests.serving import serving
 from tests.platform import AS_OF, HOUR, add_executions, refresh
 
 # Computed when read, so it differs between two reads of the same refresh.
