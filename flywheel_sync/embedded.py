@@ -118,13 +118,14 @@ def _as_postgres_user(folder: Path, binaries: Path) -> dict:
     return {"user": pwd.getpwuid(entry.pw_uid).pw_name}
 
 
-def start_postgres(folder: Path) -> Server:
-    """Start (or find running) a PostgreSQL server whose data lives in ``folder``."""
+def start_postgres(folder: Path, binaries: Path | None = None) -> Server:
+    """Start (or find running) a PostgreSQL server whose data lives in ``folder``, from the embedded
+    binaries or from those in ``binaries`` (a PostgreSQL bin folder, e.g. Debian's)."""
     folder = folder.resolve()
     running = _read_state(folder)
     if running:
         return running
-    binaries = _postgres_binaries()
+    binaries = binaries or _postgres_binaries()
     folder.mkdir(parents=True, exist_ok=True)
     data = folder / "data"
     log = folder / "postgres.log"

@@ -36,12 +36,23 @@ def dba_statements() -> list[str]:
     return [statement.strip() for statement in without_comments.split(";") if statement.strip()]
 
 
-class Cluster:
-    """A PostgreSQL cluster of one test (embedded binaries, 127.0.0.1, a free port, trust auth)."""
+# The PostgreSQL versions a DBA's install is tried on: the embedded one (16), and the machine's
+# Debian PostgreSQL 15 where it is installed (role membership rules changed in 16).
+DEBIAN_POSTGRES_15 = Path("/usr/lib/postgresql/15/bin")
+VERSIONS = [
+    pytest.param(None, id="embedded"),
+    pytest.param(DEBIAN_POSTGRES_15, id="debian-15", marks=pytest.mark.skipif(
+        not (DEBIAN_POSTGRES_15 / "initdb").exists(), reason="Debian's PostgreSQL 15 is not installed")),
+]
 
-    def __init__(self, folder: Path) -> None:
+
+class Cluster:
+    """A PostgreSQL cluster of one test (127.0.0.1, a free port, trust auth)."""
+
+    def __init__(self, folder: Path, binaries: Path | None = None) -> None:
         self.folder = folder
-        self.url = embedded.start_postgres(folder).url
+        self.binaries = binaries
+        self.url = embedded.start_postgres(folder, binaries).url
 
     def database_url(self, database: str = "postgres", user: str = "postgres") -> str:
         return db.parse_url(self.url).set(database=database, username=user).render_as_string(hide_password=False)
@@ -69,20 +80,30 @@ class Cluster:
         if os.geteuid() == 0:
             owner = (self.folder / "data").stat()
             os.chown(signal, owner.st_uid, owner.st_gid)
-        self.url = embedded.start_postgres(self.folder).url
+        self.url = embedded.start_postgres(self.folder, self.binaries).url
 
 
-@pytest.fixture
-def cluster() -> Iterator[Cluster]:
+def own_cluster(binaries: Path | None) -> Iterator[Cluster]:
     # Not under pytest's tmp_path: a concurrent pytest session resets /tmp/pytest-of-<user> to 0700,
     # and the server runs as another user when the tests run as root.
-    own = Cluster(Path(tempfile.mkdtemp(prefix="flywheel-test-cluster-")))
+    own = Cluster(Path(tempfile.mkdtemp(prefix="flywheel-test-cluster-")), binaries)
     yield own
     embedded.stop(own.folder)
     shutil.rmtree(own.folder, ignore_errors=True)
 
 
-def test_a_non_superuser_without_createrole_migrates_after_the_documented_statements(cluster):
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    yield from own_cluster(None)
+
+
+@pytest.fixture(params=VERSIONS)
+def cluster_of_each_version(request) -> Iterator[Cluster]:
+    yield from own_cluster(request.param)
+
+
+def test_a_non_superuser_without_createrole_migrates_after_the_documented_statements(cluster_of_each_version):
+    cluster = cluster_of_each_version
     database = cluster.platform_database()
     statements = dba_statements()
     assert any(statement.startswith("GRANT SELECT ON") for statement in statements)
@@ -103,7 +124,20 @@ def test_a_non_superuser_without_createrole_migrates_after_the_documented_statem
                                   ).fetchone() == (False,)
 
 
-def test_migrate_refuses_up_front_with_what_is_missing_when_the_role_lacks_a_privilege(cluster):
+def test_a_login_with_createrole_creates_the_roles_itself_and_migrates(cluster_of_each_version):
+    cluster = cluster_of_each_version
+    database = cluster.platform_database()
+    cluster.execute("create role flywheel_admin login createrole", f"grant create on database {database} to flywheel_admin",
+                    "grant select on incidents, knowledge_entries, auto_repair_executions to flywheel_admin with grant option",
+                    database=database)
+    admin = cluster.database_url(database, user="flywheel_admin")
+    migrated = run("migrate", database_url=admin)
+    assert migrated.exit_code == 0 and "warning" not in migrated.output, migrated.output
+    assert run("refresh", database_url=admin).exit_code == 0
+
+
+def test_migrate_refuses_up_front_with_what_is_missing_when_the_role_lacks_a_privilege(cluster_of_each_version):
+    cluster = cluster_of_each_version
     database = cluster.platform_database()
     cluster.execute("create role flywheel_admin login", f"grant create on database {database} to flywheel_admin",
                     database=database)

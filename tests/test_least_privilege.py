@@ -92,7 +92,7 @@ def test_a_view_put_in_place_of_a_source_table_runs_with_no_right_to_take_a_role
         connection.execute(sa.text("grant select on incidents to public"))
     outcome = refresh_outcome(engine)
     assert not platform_roles.table_owner_is_member_of_admin()
-    assert outcome["status"] == "failed" and "permission denied" in outcome["error"]
+    assert outcome["status"] == "failed" and outcome["sqlstate"] == "42501"  # insufficient_privilege
 
 
 def test_every_security_definer_routine_belongs_to_flywheel_owner_and_runs_without_row_security(connection):
@@ -145,6 +145,12 @@ def test_check_reports_a_view_in_place_of_a_source_table(database_url, engine):
         connection.execute(sa.text("create view incidents as select * from incidents_data"))
     warnings = [f for f in check_findings(database_url) if f["subject"] == "incidents" and f["level"] == "warning"]
     assert len(warnings) == 1 and "is a view" in warnings[0]["message"] and "flywheel_owner" in warnings[0]["message"]
+
+
+def test_check_warns_when_every_role_may_create_a_view_in_the_source_schema(database_url, engine):
+    finding = only_finding_after(database_url, engine, "grant create on schema public to public")
+    assert finding["level"] == "warning" and finding["subject"] == "public"
+    assert finding["statement"] == "REVOKE CREATE ON SCHEMA public FROM PUBLIC;"
 
 
 def test_check_reports_a_source_table_flywheel_owner_cannot_read_with_the_grant_to_run(database_url, engine):
