@@ -320,7 +320,7 @@ def _check_source_security(connection: Connection, schema: str) -> list[Finding]
 
 
 def _migration_due(connection: Connection) -> bool:
-    from .migrate import head_revision
+    from .migrate import head_revision  # here: flywheel_sync.migrate imports this module
 
     if connection.execute(sa.text("select to_regclass('flywheel.alembic_version')")).scalar() is None:
         return True

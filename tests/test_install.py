@@ -124,12 +124,25 @@ def test_a_non_superuser_without_createrole_migrates_after_the_documented_statem
                                   ).fetchone() == (False,)
 
 
+def test_the_documented_non_superuser_downgrades_to_base_and_migrates_again(cluster):
+    database = cluster.platform_database()
+    cluster.execute(*dba_statements(), database=database)
+    admin = cluster.database_url(database, user="flywheel_admin")
+    assert run("migrate", database_url=admin).exit_code == 0
+    removed = run("downgrade", "base", database_url=admin)
+    again = run("migrate", database_url=admin)
+    assert removed.exit_code == 0 and "nothing (removed)" in removed.output, removed.output
+    assert again.exit_code == 0 and "warning" not in again.output, again.output
+    assert run("refresh", database_url=admin).exit_code == 0
+
+
 def test_a_login_with_createrole_creates_the_roles_itself_and_migrates(cluster_of_each_version):
     cluster = cluster_of_each_version
     database = cluster.platform_database()
-    cluster.execute("create role flywheel_admin login createrole", f"grant create on database {database} to flywheel_admin",
-                    "grant select on incidents, knowledge_entries, auto_repair_executions to flywheel_admin with grant option",
-                    database=database)
+    cluster.execute("create role flywheel_admin login createrole",
+                    f"grant create on database {database} to flywheel_admin",
+                    "grant select on incidents, knowledge_entries, auto_repair_executions"
+                    " to flywheel_admin with grant option", database=database)
     admin = cluster.database_url(database, user="flywheel_admin")
     migrated = run("migrate", database_url=admin)
     assert migrated.exit_code == 0 and "warning" not in migrated.output, migrated.output

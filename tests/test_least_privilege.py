@@ -160,7 +160,8 @@ def test_check_reports_a_source_table_flywheel_owner_cannot_read_with_the_grant_
 
 
 def test_check_reports_a_security_definer_routine_owned_by_another_role(database_url, engine):
-    finding = only_finding_after(database_url, engine, "alter function flywheel.count_playbooks() owner to current_user")
+    finding = only_finding_after(database_url, engine,
+                                 "alter function flywheel.count_playbooks() owner to current_user")
     assert finding["level"] == "error" and finding["subject"] == "flywheel.count_playbooks()"
     assert "superuser" in finding["message"]
 

@@ -51,7 +51,8 @@ def migrate(database_url: str | None, offline: bool, revision: str, start: str |
     else:
         click.echo(f"schema flywheel upgraded from {before or 'nothing'} to revision {after}")
     for problem in problems:
-        click.echo(f"warning: {problem.subject} {problem.message}" + (f" Run: {problem.statement}" if problem.statement else ""))
+        fix = f" Run: {problem.statement}" if problem.statement else ""
+        click.echo(f"warning: {problem.subject} {problem.message}{fix}")
 
 
 @click.command()
@@ -75,7 +76,8 @@ def downgrade(engine, revision: str) -> None:
     click.echo(f"schema flywheel downgraded from {before or 'nothing'} to {after or 'nothing (removed)'}")
     if after is None:
         click.echo(f"roles {', '.join(contract.ROLES[:-1])} and {contract.ROLES[-1]} are kept, with their members "
-                   f"and grants (a new migrate uses them as they are); to remove them: DROP ROLE {', '.join(contract.ROLES)};")
+                   "and grants (a new migrate uses them as they are); to remove them: "
+                   f"DROP ROLE {', '.join(contract.ROLES)};")
 
 
 @click.command()
