@@ -178,6 +178,15 @@ def test_logins_keep_their_flywheel_roles_through_downgrade_base_and_migrate(clu
             " pg_has_role('flywheel_worker', 'flywheel_refresher', 'member')").fetchone() == (True, True)
 
 
+def test_migrate_refuses_a_flywheel_owner_that_is_a_superuser(cluster):
+    database = cluster.platform_database()
+    cluster.execute("create role flywheel_owner superuser nologin")
+    result = run("migrate", database_url=cluster.database_url(database))
+    assert result.exit_code == 1
+    assert "flywheel_owner must be a plain NOLOGIN role" in error_line(result)
+    assert "ALTER ROLE flywheel_owner NOSUPERUSER" in error_line(result)
+
+
 def test_migrate_on_a_read_only_standby_says_to_run_it_on_the_primary(cluster):
     database = cluster.platform_database()
     cluster.restart_as_standby()

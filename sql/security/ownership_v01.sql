@@ -31,10 +31,12 @@ declare
     routine regprocedure;
     source regclass;
 begin
+    -- BYPASSRLS is allowed: a DBA who keeps row-level security on a source table may give it, and
+    -- then no policy is applied (nor run) inside the refresh.
     if exists (select from pg_roles where rolname = owner_role
-               and (rolsuper or rolbypassrls or rolcreaterole or rolcreatedb or rolreplication or rolcanlogin)) then
+               and (rolsuper or rolcreaterole or rolcreatedb or rolreplication or rolcanlogin)) then
         raise exception 'role flywheel_owner must be a plain NOLOGIN role: it owns the functions that read the platform''s tables'
-            using hint = 'ALTER ROLE flywheel_owner NOSUPERUSER NOBYPASSRLS NOCREATEROLE NOCREATEDB NOREPLICATION NOLOGIN; then migrate again.';
+            using hint = 'ALTER ROLE flywheel_owner NOSUPERUSER NOCREATEROLE NOCREATEDB NOREPLICATION NOLOGIN; then migrate again.';
     end if;
     if not pg_has_role(current_user, owner_role, may_set_role) then
         begin
