@@ -188,8 +188,9 @@ def start_redis(folder: Path) -> Server:
     ]
     _run(command, {"check": True, "stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE}, "redis-server")
     _wait_for_port(port, log)
+    # redis-server creates the pidfile before it writes the pid: wait for the pid, not the file.
     deadline = time.monotonic() + 10
-    while not pidfile.exists() and time.monotonic() < deadline:
+    while not (pidfile.exists() and pidfile.read_text().strip()) and time.monotonic() < deadline:
         time.sleep(0.05)
     pid = int(pidfile.read_text().strip())
     return _write_state(Server("redis", f"redis://127.0.0.1:{port}/0", pid, folder))

@@ -144,9 +144,10 @@ def execute(sql: str, run: Executor | None = None) -> None:
     (run or op.execute)(_Verbatim(sql), execution_options={"no_parameters": True})
 
 
-def create(release: str, run: Executor | None = None) -> None:
-    for name, version in RELEASES[release]:
-        execute(definition(name, version), run)
+def create(release: str, run: Executor | None = None, heading: str = "") -> None:
+    """Create the objects of ``release`` in order; ``heading`` (a comment) opens the first one's text."""
+    for index, (name, version) in enumerate(RELEASES[release]):
+        execute((heading if index == 0 else "") + definition(name, version), run)
 
 
 def drop(release: str) -> None:
@@ -194,7 +195,8 @@ def one_release_per_upgrade(run: Executor) -> Iterator[None]:
     try:
         yield
         if _upgrade.last is not None:
-            create(_upgrade.last, run)
+            create(_upgrade.last, run, heading=f"-- The views and functions of release {_upgrade.last}, each once "
+                                               "(flywheel_sync/objects.py):\n\n")
     finally:
         _upgrade = None
 
