@@ -11,6 +11,11 @@ or changes anything. It reports in one list:
 
 The incremental refresh (refresh_v02.sql) needs incidents.updated_at and the indexes marked
 ``incremental`` below; without any of them every refresh is full, and the check says so.
+
+Privileges (release 0005, docs/migrations.md): the SECURITY DEFINER routines must belong to
+flywheel_owner and run without row security; flywheel_owner must be able to read the sources, which
+must carry no row-level security and be tables, not views; and, while a migration is due, the
+connected role must hold what ``flywheel-sync migrate`` needs (which migrate itself checks first).
 """
 
 from __future__ import annotations
@@ -129,6 +134,9 @@ def check(engine: Engine, source_schema: str | None = None) -> Report:
             report.findings.extend(_check_statuses(connection, schema))
         report.findings.extend(_check_change_tracking(columns))
         report.findings.extend(_check_indexes(connection, schema, columns))
+        report.findings.extend(privilege_findings(connection, schema))
+        if _migration_due(connection):
+            report.findings.extend(migration_privileges(connection))
         return report
 
 
@@ -225,6 +233,143 @@ def _check_indexes(connection: Connection, schema: str, columns: dict[str, dict[
         lost = f"; without it {FULL_EVERY_TIME}" if wanted.incremental else ""
         findings.append(Finding("suggestion", f"{wanted.table} {wanted.definition}",
                                 f"{what}: it is how {wanted.why}{lost}", statement))
+    return findings
+
+
+OWNER_ROLE = "flywheel_owner"
+READER_ROLE = "flywheel_reader"
+ROLES = (READER_ROLE, "flywheel_refresher", OWNER_ROLE)
+MIGRATION_DOC = 'docs/migrations.md, "What the migrating role needs"'
+
+
+def privilege_findings(connection: Connection, schema: str) -> list[Finding]:
+    """What would let the platform's code run with flywheel_owner's rights, or stop the refresh
+    reading the sources: the routines' owner, and the sources' row security, kind and grants."""
+    return [*_check_definer_routines(connection), *_check_source_security(connection, schema)]
+
+
+def _check_definer_routines(connection: Connection) -> list[Finding]:
+    rows = connection.execute(sa.text(
+        "select p.oid::regprocedure::text, r.rolname, r.rolsuper,"
+        "       coalesce('row_security=off' = any(p.proconfig), false)"
+        " from pg_proc p join pg_roles r on r.oid = p.proowner"
+        " where p.pronamespace = to_regnamespace('flywheel') and p.prosecdef order by 1"
+    )).all()
+    findings = []
+    for routine, owner, superuser, without_row_security in rows:
+        if superuser:
+            findings.append(Finding("error", routine, f"runs as superuser {owner}, so any code of the platform's it "
+                                    "reaches (a policy, a view's function) runs as superuser; `flywheel-sync migrate` "
+                                    f"to the head revision hands it to {OWNER_ROLE}"))
+        elif owner != OWNER_ROLE:
+            findings.append(Finding("error", routine, f"runs as {owner} instead of {OWNER_ROLE}, with all of {owner}'s "
+                                    "rights; `flywheel-sync migrate` to the head revision hands it over"))
+        if not without_row_security:
+            findings.append(Finding("error", routine, "runs with row security, so a policy on a source table would "
+                                    "run its code with the routine owner's rights",
+                                    f"ALTER ROUTINE {routine} SET row_security = off;"))
+    return findings
+
+
+def _check_source_security(connection: Connection, schema: str) -> list[Finding]:
+    rows = connection.execute(sa.text(
+        "select c.relname, c.relkind, c.relrowsecurity, o.rolname, o.rolsuper,"
+        "       fo.oid is not null and pg_has_role(c.relowner, fo.oid, 'USAGE'),"
+        "       fo.oid is null or has_table_privilege(fo.oid, c.oid, 'SELECT'),"
+        "       fo.oid is null or fo.rolbypassrls or pg_has_role(fo.oid, c.relowner, 'USAGE')"
+        " from pg_class c join pg_roles o on o.oid = c.relowner"
+        " left join pg_roles fo on fo.rolname = :owner_role"
+        " where c.relnamespace = to_regnamespace(:schema) and c.relname = any(:tables) order by c.relname"
+    ), {"schema": _quote(connection, schema), "tables": list(CONTRACT), "owner_role": OWNER_ROLE}).all()
+    if not rows:
+        return []
+    quoted_schema = _quote(connection, schema)
+    findings = []
+    schema_usage, public_creates = connection.execute(sa.text(
+        "select not exists (select from pg_roles where rolname = :owner_role)"
+        "       or has_schema_privilege(:owner_role, n.oid, 'USAGE'),"
+        "       exists (select from aclexplode(n.nspacl) a where a.grantee = 0 and a.privilege_type = 'CREATE')"
+        " from pg_namespace n where n.oid = to_regnamespace(:schema)"
+    ), {"schema": quoted_schema, "owner_role": OWNER_ROLE}).one()
+    if not schema_usage:
+        findings.append(Finding("error", schema, f"{OWNER_ROLE} may not use schema {schema}: every refresh fails "
+                                "with permission denied", f"GRANT USAGE ON SCHEMA {quoted_schema} TO {OWNER_ROLE};"))
+    if public_creates:
+        findings.append(Finding("warning", schema, "every role may create objects here, so anyone could put a view "
+                                "in place of a missing source table and have its functions run inside the refresh",
+                                f"REVOKE CREATE ON SCHEMA {quoted_schema} FROM PUBLIC;"))
+    for table, kind, row_security, owner, owner_is_superuser, owner_acts_as_flywheel, readable, unrestricted in rows:
+        qualified = f"{quoted_schema}.{_quote(connection, table)}"
+        if kind == "v":
+            findings.append(Finding("warning", table, f"is a view, not a table: any function it calls runs inside "
+                                    f"the refresh with the rights of {OWNER_ROLE} (which writes schema flywheel); "
+                                    "point source_schema at the tables"))
+        if row_security and not unrestricted:
+            findings.append(Finding("error", table, "has row-level security enabled: the refresh runs with "
+                                    "row_security = off, so that no policy's code runs with its rights, and fails on "
+                                    f"it; disable it, or give {OWNER_ROLE} BYPASSRLS to read every row",
+                                    f"ALTER TABLE {qualified} DISABLE ROW LEVEL SECURITY;"))
+        if not readable:
+            findings.append(Finding("error", table, f"{OWNER_ROLE} may not read it: every refresh fails with "
+                                    "permission denied; its owner (or a superuser) grants it",
+                                    f"GRANT SELECT ON {qualified} TO {OWNER_ROLE};"))
+        if owner_acts_as_flywheel and not owner_is_superuser:
+            findings.append(Finding("warning", table, f"is owned by {owner}, which has the rights of {OWNER_ROLE}: "
+                                    "the platform's table owner can change schema flywheel's results directly"))
+    return findings
+
+
+def _migration_due(connection: Connection) -> bool:
+    from .migrate import head_revision  # here: flywheel_sync.migrate imports this module
+
+    if connection.execute(sa.text("select to_regclass('flywheel.alembic_version')")).scalar() is None:
+        return True
+    current = connection.execute(sa.text("select version_num from flywheel.alembic_version")).scalar()
+    return current != head_revision()
+
+
+def migration_privileges(connection: Connection) -> list[Finding]:
+    """What the connected role lacks to run `flywheel-sync migrate` (docs/migrations.md): each an
+    error whose statement a superuser runs. Empty for a superuser."""
+    me, superuser, createrole, may_create_schema, schema_owner, version = connection.execute(sa.text(
+        "select r.rolname, r.rolsuper, r.rolcreaterole, has_database_privilege(current_database(), 'CREATE'),"
+        "       (select pg_get_userbyid(nspowner) from pg_namespace where nspname = 'flywheel'),"
+        "       current_setting('server_version_num')::integer"
+        " from pg_roles r where r.rolname = current_user"
+    )).one()
+    if superuser:
+        return []
+    # Before PostgreSQL 16, CREATEROLE may grant any role that is not a superuser.
+    createrole_grants_any = createrole and version < 160000
+    set_role = "SET" if version >= 160000 else "MEMBER"
+    me_quoted = _quote(connection, me)
+    database = connection.execute(sa.text("select current_database()")).scalar_one()
+    findings = []
+    if schema_owner is None and not may_create_schema:
+        findings.append(Finding("error", "database", f"{me} may not create schema flywheel in database {database}",
+                                f"GRANT CREATE ON DATABASE {_quote(connection, database)} TO {me_quoted};"))
+    elif schema_owner is not None and not connection.execute(
+            sa.text("select pg_has_role(:owner, 'USAGE')"), {"owner": schema_owner}).scalar_one():
+        findings.append(Finding("error", "schema flywheel", f"is owned by {schema_owner}: migrate as {schema_owner} "
+                                "or as a role granted it"))
+    present = {name: (admin, may_set) for name, admin, may_set in connection.execute(sa.text(
+        "select rolname, pg_has_role(oid, 'MEMBER WITH ADMIN OPTION'), pg_has_role(oid, :set_role)"
+        " from pg_roles where rolname = any(:roles)"), {"roles": list(ROLES), "set_role": set_role})}
+    for role in ROLES:
+        needs = {READER_ROLE: f"{me} must be able to grant {READER_ROLE} (to flywheel_refresher)",
+                 OWNER_ROLE: f"{me} must be able to SET ROLE {OWNER_ROLE} to hand it the functions"}.get(role)
+        grant = (f"GRANT {role} TO {me_quoted} WITH ADMIN OPTION;" if role != OWNER_ROLE
+                 else f"GRANT {role} TO {me_quoted};")
+        if role not in present:
+            if not createrole:
+                findings.append(Finding("error", role, f"role {role} does not exist and {me} lacks CREATEROLE to "
+                                        "create it", f"CREATE ROLE {role} NOLOGIN; {grant}"))
+            continue
+        admin, may_set = present[role]
+        able = {READER_ROLE: admin or createrole_grants_any,
+                OWNER_ROLE: may_set or admin or createrole_grants_any}.get(role, True)
+        if not able:
+            findings.append(Finding("error", role, needs, grant))
     return findings
 
 

@@ -118,13 +118,14 @@ def _as_postgres_user(folder: Path, binaries: Path) -> dict:
     return {"user": pwd.getpwuid(entry.pw_uid).pw_name}
 
 
-def start_postgres(folder: Path) -> Server:
-    """Start (or find running) a PostgreSQL server whose data lives in ``folder``."""
+def start_postgres(folder: Path, binaries: Path | None = None) -> Server:
+    """Start (or find running) a PostgreSQL server whose data lives in ``folder``, from the embedded
+    binaries or from those in ``binaries`` (a PostgreSQL bin folder, e.g. Debian's)."""
     folder = folder.resolve()
     running = _read_state(folder)
     if running:
         return running
-    binaries = _postgres_binaries()
+    binaries = binaries or _postgres_binaries()
     folder.mkdir(parents=True, exist_ok=True)
     data = folder / "data"
     log = folder / "postgres.log"
@@ -187,8 +188,9 @@ def start_redis(folder: Path) -> Server:
     ]
     _run(command, {"check": True, "stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE}, "redis-server")
     _wait_for_port(port, log)
+    # redis-server creates the pidfile before it writes the pid: wait for the pid, not the file.
     deadline = time.monotonic() + 10
-    while not pidfile.exists() and time.monotonic() < deadline:
+    while not (pidfile.exists() and pidfile.read_text().strip()) and time.monotonic() < deadline:
         time.sleep(0.05)
     pid = int(pidfile.read_text().strip())
     return _write_state(Server("redis", f"redis://127.0.0.1:{port}/0", pid, folder))

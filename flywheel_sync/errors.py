@@ -39,3 +39,11 @@ class InvalidSetting(FlywheelError):
 
 class SourceContractBroken(FlywheelError):
     """The platform's tables do not hold what the metrics need (see ``flywheel-sync check``)."""
+
+
+class MigrationPrivilegesMissing(FlywheelError):
+    """The migrating role lacks a privilege the migration needs (docs/migrations.md lists them)."""
+
+
+class ReadOnlyStandby(FlywheelError):
+    """The database is a read-only standby; writes (migrate, refresh) go to the primary."""

@@ -10,7 +10,8 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
-from . import db
+from . import check, db
+from .errors import MigrationPrivilegesMissing
 from .paths import ALEMBIC_INI, MIGRATIONS_DIR
 
 
@@ -22,13 +23,36 @@ def alembic_config(output: io.TextIOBase | None = None) -> Config:
 
 def _run(engine: Engine, action, *args) -> None:
     config = alembic_config()
+    config.attributes["upgrading"] = action is command.upgrade
     with db.connect(engine) as connection:
         config.attributes["connection"] = connection
         action(config, *args)
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+def upgrade(engine: Engine, revision: str = "head") -> list[check.Finding]:
+    """Upgrade schema flywheel to ``revision``; return what is wrong with the result (a routine that
+    runs as a superuser, a source flywheel_owner cannot read).
+
+    Refuses before changing anything on a standby, and when the connected role lacks a privilege the
+    migration needs (MigrationPrivilegesMissing, with the statements a superuser runs)."""
+    with db.connect(engine) as connection:
+        db.require_primary(connection)
+        if _current(connection) != _resolve(revision):
+            _require_privileges(connection)
     _run(engine, command.upgrade, revision)
+    with db.connect(engine) as connection:
+        source_schema = connection.execute(sa.text("select flywheel.setting('source_schema') #>> '{}'")).scalar_one()
+        return check.privilege_findings(connection, source_schema)
+
+
+def _require_privileges(connection: sa.Connection) -> None:
+    missing = check.migration_privileges(connection)
+    if missing:
+        problems = "; ".join(f"{finding.subject}: {finding.message}" for finding in missing)
+        statements = " ".join(finding.statement for finding in missing if finding.statement)
+        raise MigrationPrivilegesMissing(
+            f"cannot migrate: {problems}. A superuser runs: {statements} ({check.MIGRATION_DOC}); then migrate again."
+        )
 
 
 def downgrade(engine: Engine, revision: str) -> None:
@@ -36,19 +60,29 @@ def downgrade(engine: Engine, revision: str) -> None:
 
 
 def upgrade_sql(revision: str = "head", start: str | None = None) -> str:
-    """The SQL an upgrade would run (alembic's offline mode), for a DBA to review."""
+    """The SQL an upgrade would run (alembic's offline mode), for a DBA to review: from nothing, the
+    end state (every object once); from ``start``, only the upgrade from it."""
     output = io.StringIO()
     config = alembic_config(output=output)
+    config.attributes["upgrading"] = True
     command.upgrade(config, f"{start}:{revision}" if start else revision, sql=True)
     return output.getvalue()
 
 
 def current_revision(engine: Engine) -> str | None:
     with db.connect(engine) as connection:
-        exists = connection.execute(sa.text("select to_regclass('flywheel.alembic_version') is not null")).scalar_one()
-        if not exists:
-            return None
-        return connection.execute(sa.text("select version_num from flywheel.alembic_version")).scalar_one_or_none()
+        return _current(connection)
+
+
+def _current(connection: sa.Connection) -> str | None:
+    exists = connection.execute(sa.text("select to_regclass('flywheel.alembic_version') is not null")).scalar_one()
+    if not exists:
+        return None
+    return connection.execute(sa.text("select version_num from flywheel.alembic_version")).scalar_one_or_none()
+
+
+def _resolve(revision: str) -> str:
+    return ScriptDirectory.from_config(alembic_config()).get_revision(revision).revision
 
 
 def head_revision() -> str:

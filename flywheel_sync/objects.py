@@ -11,11 +11,22 @@ that changes any view or function adds a release below and calls :func:`replace`
 previous release's objects (in reverse order, so dependants go first) and creates its own (in order),
 which makes the end state of every upgrade path exactly the files the release names, whatever
 revision it started from.
+
+An upgrade over several revisions (``flywheel-sync migrate`` from nothing, or from an older revision)
+runs inside :func:`one_release_per_upgrade`: the views and functions of the release it starts from
+are dropped once, at the first :func:`replace`, and those of the release it ends at are created
+once, after every migration's table changes -- so ``migrate --sql`` prints the end state for a DBA
+to read, not every release in turn. A migration's table or data step therefore must not need the
+views or functions of its own release. Downgrades go release by release: each ``downgrade()``
+leaves exactly the objects of the release below it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from alembic import op
@@ -88,6 +99,10 @@ RELEASES: dict[str, Release] = {
         ("grants", 3),
     ),
 }
+# Least privilege (issue 14): every SECURITY DEFINER routine is handed to flywheel_owner (a NOLOGIN
+# role that reads the sources and writes schema flywheel, nothing else) and runs with
+# row_security = off. Last, after every routine it hands over and after the grants.
+RELEASES["0005"] = (*RELEASES["0003"], ("ownership", 1))
 
 _DROP_LINE = re.compile(r"^--\s*drop:\s*(?P<statement>.+?)\s*$", re.MULTILINE)
 
@@ -121,14 +136,18 @@ def current_versions() -> dict[str, int]:
     return versions
 
 
-def execute(sql: str) -> None:
+Executor = Callable[..., None]
+
+
+def execute(sql: str, run: Executor | None = None) -> None:
     # A file is handed to the server as it is: no bind parameters (':name'), no '%' placeholders.
-    op.execute(_Verbatim(sql), execution_options={"no_parameters": True})
+    (run or op.execute)(_Verbatim(sql), execution_options={"no_parameters": True})
 
 
-def create(release: str) -> None:
-    for name, version in RELEASES[release]:
-        execute(definition(name, version))
+def create(release: str, run: Executor | None = None, heading: str = "") -> None:
+    """Create the objects of ``release`` in order; ``heading`` (a comment) opens the first one's text."""
+    for index, (name, version) in enumerate(RELEASES[release]):
+        execute((heading if index == 0 else "") + definition(name, version), run)
 
 
 def drop(release: str) -> None:
@@ -138,12 +157,48 @@ def drop(release: str) -> None:
             execute(statement)
 
 
+@dataclass
+class _Upgrade:
+    """The releases an upgrade run has passed: whether it dropped its first, and the one it ends at."""
+
+    dropped_first: bool = False
+    last: str | None = None
+
+
+_upgrade: _Upgrade | None = None
+
+
 def replace(old: str | None, new: str | None) -> None:
-    """Move the objects from release ``old`` to release ``new`` (either may be None: nothing)."""
-    if old is not None:
-        drop(old)
-    if new is not None:
-        create(new)
+    """Move the objects from release ``old`` to release ``new`` (either may be None: nothing).
+
+    Inside :func:`one_release_per_upgrade` only the first release is dropped here, and the last is
+    created when the upgrade ends."""
+    if _upgrade is None:
+        if old is not None:
+            drop(old)
+        if new is not None:
+            create(new)
+        return
+    if not _upgrade.dropped_first:
+        if old is not None:
+            drop(old)
+        _upgrade.dropped_first = True
+    _upgrade.last = new
+
+
+@contextlib.contextmanager
+def one_release_per_upgrade(run: Executor) -> Iterator[None]:
+    """Around an upgrade's migrations: create the objects of the release it ends at once, with
+    ``run`` (alembic's ``context.execute``, which works online and offline), after them all."""
+    global _upgrade
+    _upgrade = _Upgrade()
+    try:
+        yield
+        if _upgrade.last is not None:
+            create(_upgrade.last, run, heading=f"-- The views and functions of release {_upgrade.last}, each once "
+                                               "(flywheel_sync/objects.py):\n\n")
+    finally:
+        _upgrade = None
 
 
 class _Verbatim(Executable, ClauseElement):

@@ -3,16 +3,21 @@
 Everything lives in schema flywheel, the version table included: the platform's database very likely
 has an alembic_version of its own in public, and flywheel-sync must never touch it. The schema is
 created before the version table needs it, and removed again when a downgrade reaches base, so that
-nothing of flywheel-sync remains.
+nothing of flywheel-sync remains (but the cluster-wide roles: see migrations 0001 and 0005).
+
+An upgrade creates the views and functions of the release it ends at once, after all its
+migrations (flywheel_sync.objects.one_release_per_upgrade): `migrate --sql` prints the end state.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import sqlalchemy as sa
-from alembic import context
+from alembic import command, context
 
+from flywheel_sync import objects
 from flywheel_sync.db import DATABASE_URL_ENV, create_engine
 
 SCHEMA = "flywheel"
@@ -38,12 +43,26 @@ def _configure(**options) -> None:
     )
 
 
+def _upgrading() -> bool:
+    """True for an upgrade, from flywheel_sync.migrate (which says so) or from plain alembic."""
+    if "upgrading" in config.attributes:
+        return config.attributes["upgrading"]
+    invoked = getattr(config.cmd_opts, "cmd", None)
+    return bool(invoked) and invoked[0] is command.upgrade
+
+
+def _run_migrations() -> None:
+    releases = objects.one_release_per_upgrade(context.execute) if _upgrading() else contextlib.nullcontext()
+    with releases:
+        context.run_migrations()
+
+
 def run_offline() -> None:
     # Offline mode only renders SQL: a URL, when given, only has to name the dialect.
     _configure(dialect_name="postgresql", literal_binds=True)
     with context.begin_transaction():
         context.execute(f"create schema if not exists {SCHEMA}")
-        context.run_migrations()
+        _run_migrations()
         if str(context.get_revision_argument()) == "base":
             context.execute(f"drop table {SCHEMA}.{VERSION_TABLE}")
             context.execute(f"drop schema {SCHEMA}")
@@ -64,7 +83,7 @@ def _run_on(connection: sa.Connection) -> None:
     connection.execute(sa.text(f"create schema if not exists {SCHEMA}"))
     _configure(connection=connection)
     with context.begin_transaction():
-        context.run_migrations()
+        _run_migrations()
         if context.get_context().get_current_revision() is None:
             connection.execute(sa.text(f"drop table if exists {SCHEMA}.{VERSION_TABLE}"))
             connection.execute(sa.text(f"drop schema if exists {SCHEMA}"))

@@ -46,14 +46,15 @@ def postgres_server_url(tmp_path_factory) -> Iterator[str]:
     embedded.stop(folder)
 
 
-FLYWHEEL_ROLES = ("flywheel_reader", "flywheel_refresher")
+FLYWHEEL_ROLES = ("flywheel_reader", "flywheel_refresher", "flywheel_owner")
 
 
 class Databases:
     """Creates databases named flywheel_test_* on the test server, and drops exactly those.
 
-    The migrations create the cluster-wide roles flywheel_reader and flywheel_refresher when absent;
-    the ones that were absent before the session are dropped after it, where nothing else uses them.
+    The migrations create the cluster-wide roles flywheel_reader, flywheel_refresher and flywheel_owner
+    when absent; the ones that were absent before the session are dropped after it, where nothing
+    else uses them.
     """
 
     def __init__(self, server_url: str) -> None:

@@ -105,16 +105,15 @@ def test_every_command_has_help_with_an_example():
         assert result.exit_code == 0 and "Example:" in result.output, command.name
 
 
-def test_database_error_no_command_expected_is_one_line_with_its_sqlstate(empty_database_url):
-    """A migration as a user who may not create schemas: PostgreSQL's refusal, in one line."""
-    engine = sa.create_engine(db.parse_url(empty_database_url), isolation_level="AUTOCOMMIT")
+def test_database_error_no_command_expected_is_one_line_with_its_sqlstate(database_url):
+    """The settings read by a user granted nothing in schema flywheel: PostgreSQL's refusal, in one line."""
+    engine = sa.create_engine(db.parse_url(database_url), isolation_level="AUTOCOMMIT")
     role = f"flywheel_test_nobody_{uuid.uuid4().hex[:8]}"
     with engine.connect() as connection:
         connection.execute(sa.text(f"create role {role} login"))
-        connection.execute(sa.text(f"revoke create on database {db.parse_url(empty_database_url).database} from public"))
     try:
-        url = db.parse_url(empty_database_url).set(username=role).render_as_string(hide_password=False)
-        result = run("migrate", database_url=url)
+        url = db.parse_url(database_url).set(username=role).render_as_string(hide_password=False)
+        result = run("settings", database_url=url)
         assert result.exit_code == 1
         assert "permission denied" in error_line(result) and "SQLSTATE 42501" in error_line(result)
     finally:

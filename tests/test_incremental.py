@@ -309,7 +309,7 @@ def test_cli_full_refresh_says_why_and_what_drift_it_corrected(database_url):
 
 DEFINITIONS = """
 select 'function ' || p.oid::regprocedure::text, pg_get_functiondef(p.oid), obj_description(p.oid, 'pg_proc'),
-       p.proacl::text
+       p.proacl::text || ' owner ' || pg_get_userbyid(p.proowner)
 from pg_proc p where p.pronamespace = 'flywheel'::regnamespace
 union all
 select 'relation ' || c.relname, coalesce(pg_get_viewdef(c.oid), c.relkind::text),
@@ -341,17 +341,18 @@ def test_each_upgrade_and_downgrade_gives_exactly_its_release(empty_database_url
         generate.create_reference_schema(connection)
         add_incident(connection, status="investigating", created_at=AS_OF)
     releases = {}
-    for revision in ("0001", "0002", "0003"):
+    revisions = migrate.revisions()
+    for revision in revisions:
         migrate.upgrade(engine, revision)
         releases[revision] = definitions(engine)
     with engine.begin() as connection:
         run_refresh(connection)
         run_refresh(connection)
-    for revision in ("0002", "0001"):
+    for revision in reversed(revisions[:-1]):
         migrate.downgrade(engine, revision)
         assert definitions(engine) == releases[revision]
-    migrate.upgrade(engine, "0003")
-    assert definitions(engine) == releases["0003"]
+    migrate.upgrade(engine)
+    assert definitions(engine) == releases[revisions[-1]]
     assert "function flywheel.refresh(timestamp with time zone,boolean)" in {row[0] for row in releases["0002"]}
     assert "function flywheel.count_playbooks()" in {row[0] for row in releases["0003"]}
     engine.dispose()

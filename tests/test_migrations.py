@@ -4,6 +4,7 @@ ending at exactly the definitions in sql/."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ SMALL = generate.Size(incidents=500, executions=300, knowledge_entries=100, play
 CATALOG_SQL = """
 select coalesce(string_agg(item, E'\\n' order by item), '') from (
     select 'function ' || p.oid::regprocedure || ' ' || pg_get_functiondef(p.oid)
-           || ' comment ' || coalesce(obj_description(p.oid, 'pg_proc'), '-') || ' acl ' || coalesce(p.proacl::text, '-')
+           || ' owner ' || pg_get_userbyid(p.proowner) || ' comment ' || coalesce(obj_description(p.oid, 'pg_proc'), '-') || ' acl ' || coalesce(p.proacl::text, '-')
     from pg_proc p where p.pronamespace = 'flywheel'::regnamespace
     union all
     select 'relation ' || c.relname || ' ' || c.relkind::text || ' ' || coalesce(pg_get_viewdef(c.oid), '')
@@ -145,3 +146,27 @@ def test_migrate_sql_prints_the_ddl_without_a_database():
     result = run("migrate", "--sql")
     assert result.exit_code == 0
     assert "create table flywheel.snapshots" in result.output and "create function flywheel.refresh" in result.output
+
+
+def test_migrate_sql_from_nothing_prints_each_object_of_the_head_release_once():
+    script = migrate.upgrade_sql()
+    head = objects.RELEASES[max(objects.RELEASES)]
+    assert {name: script.count(objects.definition(name, version).strip()) for name, version in head} == {
+        name: 1 for name, _ in head}
+    assert re.findall(r"^drop (?:function|view|procedure)", script, re.MULTILINE) == []
+
+
+def test_migrate_sql_from_a_revision_prints_only_the_upgrade_from_it():
+    script = migrate.upgrade_sql(start="0002")
+    assert "create table flywheel.settings" not in script and "create table flywheel.playbook_totals" in script
+    assert script.count("create function flywheel.refresh(") == 1
+
+
+def test_a_fresh_install_from_migrate_sql_has_the_catalog_of_upgrading_one_revision_at_a_time(databases):
+    from_script = databases.url(databases.create())
+    stepped = db.create_engine(databases.url(databases.create()), poolclass=sa.pool.NullPool)
+    with psycopg.connect(db.libpq_url(from_script), autocommit=True) as connection:
+        connection.execute(migrate.upgrade_sql())
+    for revision in migrate.revisions():
+        migrate.upgrade(stepped, revision)
+    assert catalog(db.create_engine(from_script, poolclass=sa.pool.NullPool)) == catalog(stepped) != ""

@@ -27,8 +27,12 @@ from .options import as_json, database_url, echo_json, echo_table, engine_for, w
 def migrate(database_url: str | None, offline: bool, revision: str, start: str | None) -> None:
     """Install or upgrade schema flywheel (alembic upgrade).
 
-    Creates schema flywheel, its tables, views and functions, and the roles flywheel_reader and
-    flywheel_refresher when they are absent. Never touches the platform's own tables.
+    Creates schema flywheel, its tables, views and functions, and the roles flywheel_reader,
+    flywheel_refresher and flywheel_owner when they are absent; grants flywheel_owner (which owns the
+    refresh) SELECT on the platform's tables where this role may. Changes nothing else of the
+    platform's. Refuses up front, saying what a superuser must grant, when this role lacks a
+    privilege it needs (docs/migrations.md), and on a standby. --sql from nothing prints the end
+    state, each object once; with --from, only the upgrade from that revision.
 
     \b
     Example:
@@ -40,22 +44,27 @@ def migrate(database_url: str | None, offline: bool, revision: str, start: str |
         return
     with engine_for(database_url) as engine:
         before = migrations.current_revision(engine)
-        migrations.upgrade(engine, revision)
+        problems = migrations.upgrade(engine, revision)
         after = migrations.current_revision(engine)
     if before == after:
         click.echo(f"schema flywheel is already at revision {after}")
     else:
         click.echo(f"schema flywheel upgraded from {before or 'nothing'} to revision {after}")
+    for problem in problems:
+        fix = f" Run: {problem.statement}" if problem.statement else ""
+        click.echo(f"warning: {problem.subject} {problem.message}{fix}")
 
 
 @click.command()
 @click.argument("revision")
 @with_engine
 def downgrade(engine, revision: str) -> None:
-    """Go back to REVISION; `base` removes everything of flywheel-sync.
+    """Go back to REVISION; `base` removes schema flywheel.
 
-    Downgrading to base drops schema flywheel (snapshots and logs included) and the two roles where
-    no other database still uses them. The platform's tables are never touched.
+    Downgrading to base drops schema flywheel (snapshots and logs included). The roles
+    flywheel_reader, flywheel_refresher and flywheel_owner are kept, with their members and grants,
+    so that a new migrate finds the logins as they were; drop them yourself if no database uses them.
+    The platform's tables are never touched.
 
     \b
     Example:
@@ -65,6 +74,10 @@ def downgrade(engine, revision: str) -> None:
     migrations.downgrade(engine, revision)
     after = migrations.current_revision(engine)
     click.echo(f"schema flywheel downgraded from {before or 'nothing'} to {after or 'nothing (removed)'}")
+    if after is None:
+        click.echo(f"roles {', '.join(contract.ROLES[:-1])} and {contract.ROLES[-1]} are kept, with their members "
+                   "and grants (a new migrate uses them as they are); to remove them: "
+                   f"DROP ROLE {', '.join(contract.ROLES)};")
 
 
 @click.command()

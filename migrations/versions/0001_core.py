@@ -17,7 +17,8 @@ depends_on = None
 
 ROLES = """
 -- Roles are cluster-wide: created when absent, never altered when present (a DBA may have given
--- them more). NOLOGIN: a login user is granted the role (see README, "Roles").
+-- them more), never dropped (the logins granted them keep their membership through a downgrade to
+-- base and a new migrate). NOLOGIN: a login user is granted the role (see README, "Roles").
 do $roles$
 begin
     if not exists (select from pg_roles where rolname = 'flywheel_reader') then
@@ -32,8 +33,8 @@ begin
     end if;
 exception when insufficient_privilege then
     raise exception 'creating roles flywheel_reader and flywheel_refresher needs CREATEROLE'
-        using hint = 'Ask a superuser to run: CREATE ROLE flywheel_reader NOLOGIN; '
-                     'CREATE ROLE flywheel_refresher NOLOGIN; then run the migration again.';
+        using hint = 'A superuser runs the statements of docs/migrations.md, "What the migrating role needs"; '
+                     'then run the migration again.';
 end
 $roles$;
 """
@@ -320,26 +321,6 @@ drop table flywheel.sync_log, flywheel.refresh_log, flywheel.playbooks, flywheel
     flywheel.snapshots, flywheel.settings;
 """
 
-DROP_ROLES = """
--- Roles are shared by every database of the cluster: drop them only where nothing else uses them.
-do $roles$
-declare
-    role_name text;
-begin
-    revoke all on schema flywheel from flywheel_reader, flywheel_refresher;
-    foreach role_name in array array['flywheel_reader', 'flywheel_refresher'] loop
-        begin
-            execute format('drop role if exists %I', role_name);
-        exception when dependent_objects_still_exist then
-            raise notice 'role % kept: other databases still grant it something', role_name;
-        end;
-    end loop;
-exception when insufficient_privilege then
-    raise notice 'roles flywheel_reader and flywheel_refresher kept: dropping them needs CREATEROLE';
-end
-$roles$;
-"""
-
 
 def upgrade() -> None:
     objects.execute(ROLES)
@@ -352,4 +333,3 @@ def upgrade() -> None:
 def downgrade() -> None:
     objects.replace("0001", None)
     objects.execute(DROP_TABLES)
-    objects.execute(DROP_ROLES)
