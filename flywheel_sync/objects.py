@@ -87,6 +87,35 @@ RELEASES: dict[str, Release] = {
         ("run_refresh", 2),
         ("grants", 3),
     ),
+    # The refresh never stops and never lies (issue 14): bounded settings (validate_setting, which also
+    # refuses TRUNCATE); as_of bounded (metrics_clock) and watermarks capped (clock_ceiling); source rows
+    # it cannot use skipped and counted (unusable_rows); every failure recorded with its cause named
+    # (refresh_failure); a row lock instead of the advisory one (refresh_lock); jit off in the refresh
+    # (issue 15). run_refresh waits through wait_for_refresh_lock; the grants name it.
+    "0004": (
+        ("iso8601", 1),
+        ("setting", 1),
+        # An interval setting in milliseconds: the lock and statement timeouts; reads flywheel.setting.
+        ("setting_milliseconds", 1),
+        ("validate_setting", 3),
+        ("summary", 1),
+        ("latest_summary", 1),
+        ("summary_targets", 1),
+        ("summary_json", 1),
+        ("flywheel_json", 1),
+        ("prometheus_text", 1),
+        ("count_playbooks", 1),
+        ("local_day_key_sql", 1),
+        # The pieces the refresh calls, each before its callers.
+        ("clock_ceiling", 1),
+        ("metrics_clock", 1),
+        ("refresh_failure", 1),
+        ("refresh_lock", 1),
+        ("unusable_rows", 1),
+        ("refresh", 4),
+        ("run_refresh", 3),
+        ("grants", 4),
+    ),
 }
 
 _DROP_LINE = re.compile(r"^--\s*drop:\s*(?P<statement>.+?)\s*$", re.MULTILINE)
