@@ -10,7 +10,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from flywheel_sync import db
+from flywheel_sync import db, migrate
 from flywheel_sync.errors import RefreshBusy, RefreshFailed
 from flywheel_sync.refresh import refresh as refresh_from_python
 from tests.cli import error_line, run
@@ -306,3 +306,22 @@ def test_a_login_without_flywheel_roles_cannot_block_the_refresh(engine, databas
                         session.execute("select from flywheel.refresh_lock for update")
         finally:
             admin.execute(f"drop role {stranger}")
+
+
+def test_cli_refresh_on_an_older_schema_says_to_migrate(engine, database_url):
+    migrate.downgrade(engine, "0003")
+    result = run("refresh", database_url=database_url)
+    assert result.exit_code == 1
+    assert error_line(result) == ("Error: schema flywheel is older than this flywheel-sync (it has no "
+                                  "flywheel.wait_for_refresh_lock(boolean)): run `flywheel-sync migrate`")
+
+
+def test_cli_refresh_says_how_many_source_rows_it_skipped_and_why(engine, database_url):
+    with engine.begin() as connection:
+        connection.execute(sa.text("alter table incidents drop constraint incidents_pkey,"
+                                   " alter column incident_id drop not null"))
+        add_incident(connection, incident_id=None)
+    result = run("refresh", database_url=database_url)
+    assert result.exit_code == 0, result.output
+    assert ("source rows skipped, unusable (flywheel-sync check lists them): incidents id_missing 1"
+            in result.output.splitlines())
