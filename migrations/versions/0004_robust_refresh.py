@@ -40,6 +40,41 @@ comment on column flywheel.refresh_log.unusable is
     'Source rows the run skipped because it cannot use them, per table and reason ({"incidents": {"id_missing": 1}}; flywheel.unusable_row_reason_sql): over every row when full, over the rows read when incremental. NULL when none';
 """
 
+# The bounds each description states, before (0001) and after this release; written while the
+# trigger of the release before still validates, so an existing value out of the new bounds does not
+# stop the migration (OUT_OF_BOUNDS warns about it instead).
+DESCRIBED_BOUNDS = (
+    ("min_sample", "Integer >= 1", "Integer 1..1000000000"),
+    ("stuck_after", "Interval > 0", "Interval > 0, at most 10 years"),
+    ("dedup_window_min", "Integer >= 0", "Integer 0..1000000000"),
+    ("retention", "Interval > 0", "Interval from 1 day to 100 years"),
+    ("refresh_lock_wait", "Interval >= 0", "Interval > 0, at most 1 day"),
+    ("refresh_lock_timeout", "Interval >= 0", "Interval > 0, at most 1 day"),
+    ("refresh_statement_timeout", "Interval >= 0", "Interval from 1 second to 1 day"),
+)
+
+
+def describe_bounds(before: int, after: int) -> str:
+    return "\n".join(
+        f"update flywheel.settings set description = replace(description, '{bounds[before]}', '{bounds[after]}')"
+        f" where key = '{key}';"
+        for key, *bounds in DESCRIBED_BOUNDS)
+
+
+OUT_OF_BOUNDS = """
+do $bounds$
+declare
+    refused record;
+begin
+    for refused in select key, flywheel.setting_problem(key, value) as problem from flywheel.settings
+                   where flywheel.setting_problem(key, value) is not null loop
+        raise warning 'setting %: %; the refresh may fail until it is set within bounds (flywheel-sync settings set)',
+            refused.key, refused.problem;
+    end loop;
+end
+$bounds$;
+"""
+
 DROP = """
 alter table flywheel.refresh_log drop column unusable;
 drop table flywheel.refresh_lock;
@@ -48,9 +83,12 @@ drop table flywheel.refresh_lock;
 
 def upgrade() -> None:
     objects.execute(TABLES)
+    objects.execute(describe_bounds(0, 1))
     objects.replace("0003", "0004")
+    objects.execute(OUT_OF_BOUNDS)
 
 
 def downgrade() -> None:
     objects.replace("0004", "0003")
+    objects.execute(describe_bounds(1, 0))
     objects.execute(DROP)
