@@ -132,6 +132,7 @@ def check(engine: Engine, source_schema: str | None = None) -> Report:
         report.findings.extend(_check_change_tracking(columns))
         report.findings.extend(_check_indexes(connection, schema, columns))
         report.findings.extend(_check_unusable_rows(connection, schema, columns))
+        report.findings.extend(_check_unique_keys(connection, schema, columns))
         return report
 
 
@@ -272,4 +273,24 @@ def _check_unusable_rows(connection: Connection, schema: str, columns: dict[str,
                     f"{count:,} skipped by the refresh ({reason}): "
                     + UNUSABLE_REASONS[reason].format(key=READ_BY_THE_RULE[table][0]))
             for table, reason, count in rows]
+
+
+def _check_unique_keys(connection: Connection, schema: str, columns: dict[str, dict[str, str]]) -> list[Finding]:
+    """A key without a unique index: the refresh then reads every key at each run to find duplicates
+    (flywheel.unusable_row_reason_sql), so the index is suggested."""
+    unique = set(connection.execute(sa.text(
+        "select t.relname, a.attname from pg_index i"
+        " join pg_class t on t.oid = i.indrelid join pg_namespace n on n.oid = t.relnamespace"
+        " join pg_attribute a on a.attrelid = t.oid and a.attnum = i.indkey[0]"
+        " where n.nspname = :schema and i.indisunique and i.indisvalid and i.indnkeyatts = 1"
+        " and i.indpred is null and i.indexprs is null"
+    ), {"schema": schema}).all())
+    findings = []
+    for table, (key, *_) in READ_BY_THE_RULE.items():
+        if key in columns.get(table, {}) and (table, key) not in unique:
+            findings.append(Finding(
+                "suggestion", f"{table} ({key})",
+                f"no unique index on {key}: every refresh reads every {key} to find the duplicates it skips",
+                f"CREATE UNIQUE INDEX CONCURRENTLY {table}_{key}_unique ON {_quote(connection, schema)}.{table} ({key});"))
+    return findings
 

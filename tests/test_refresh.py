@@ -325,3 +325,17 @@ def test_cli_refresh_says_how_many_source_rows_it_skipped_and_why(engine, databa
     assert result.exit_code == 0, result.output
     assert ("source rows skipped, unusable (flywheel-sync check lists them): incidents id_missing 1"
             in result.output.splitlines())
+
+
+def test_a_database_statement_timeout_cutting_run_refresh_s_wait_short_is_recorded(engine, database_url):
+    set_setting_now(engine, "refresh_lock_wait", "1 minute")
+    with raw_connection(database_url) as holder:
+        holder.execute("select flywheel.refresh()")  # transaction left open: it holds the refresh lock
+        with raw_connection(database_url, autocommit=True) as admin:
+            admin.execute(f"alter database {engine.url.database} set statement_timeout = '300ms'")
+        with raw_connection(database_url, autocommit=True) as scheduler:
+            with pytest.raises(psycopg.errors.QueryCanceled, match="flywheel refresh failed"):
+                scheduler.execute("call flywheel.run_refresh()")
+        holder.rollback()
+    log = last_log(engine)
+    assert (log.status, log.sqlstate) == ("failed", "57014") and "set for the database" in log.error

@@ -125,3 +125,13 @@ def test_check_counts_the_rows_the_refresh_skips_per_reason(database_url, engine
                 if item["level"] == "warning"]
     assert "incidents rows: 1 skipped by the refresh (id_missing): incident_id is NULL" in warnings
     assert "incidents rows: 2 skipped by the refresh (id_duplicated): another row has the same incident_id" in warnings
+
+
+def test_check_suggests_a_unique_index_on_a_key_that_has_none(database_url, engine):
+    with engine.begin() as connection:
+        connection.execute(sa.text("alter table incidents drop constraint incidents_pkey"))
+    report = json.loads(run("check", "--json", database_url=database_url).output)
+    assert {"level": "suggestion", "subject": "incidents (incident_id)",
+            "message": "no unique index on incident_id: every refresh reads every incident_id to find the duplicates it skips",
+            "statement": "CREATE UNIQUE INDEX CONCURRENTLY incidents_incident_id_unique ON public.incidents (incident_id);"
+            } in report["findings"]
