@@ -249,17 +249,23 @@ def test_a_failure_while_reading_the_settings_is_recorded(engine):
     assert (last_log(engine).status, last_log(engine).sqlstate) == ("failed", "22003")
 
 
-def test_a_database_statement_timeout_cancelling_run_refresh_is_recorded_as_such(engine, database_url):
-    database = engine.url.database
+def run_refresh_cancelled_by_a_database_statement_timeout(engine, database_url: str, holding: str) -> sa.Row:
+    """CALL flywheel.run_refresh() in a database whose statement_timeout is 300 ms, while another session
+    runs ``holding`` in an open transaction; the refresh_log row it left."""
     with raw_connection(database_url) as holder:
-        holder.execute("lock table incidents in access exclusive mode")
+        holder.execute(holding)
         with raw_connection(database_url, autocommit=True) as admin:
-            admin.execute(f"alter database {database} set statement_timeout = '300ms'")
+            admin.execute(f"alter database {engine.url.database} set statement_timeout = '300ms'")
         with raw_connection(database_url, autocommit=True) as scheduler:
             with pytest.raises(psycopg.errors.QueryCanceled, match="flywheel refresh failed"):
                 scheduler.execute("call flywheel.run_refresh()")
         holder.rollback()
-    log = last_log(engine)
+    return last_log(engine)
+
+
+def test_a_database_statement_timeout_cancelling_run_refresh_is_recorded_as_such(engine, database_url):
+    log = run_refresh_cancelled_by_a_database_statement_timeout(engine, database_url,
+                                                                "lock table incidents in access exclusive mode")
     assert (log.status, log.sqlstate) == ("failed", "57014")
     assert ("statement_timeout 300ms, set for the database (ALTER DATABASE ... SET statement_timeout),"
             " not by the refresh_statement_timeout setting") in log.error
@@ -329,13 +335,6 @@ def test_cli_refresh_says_how_many_source_rows_it_skipped_and_why(engine, databa
 
 def test_a_database_statement_timeout_cutting_run_refresh_s_wait_short_is_recorded(engine, database_url):
     set_setting_now(engine, "refresh_lock_wait", "1 minute")
-    with raw_connection(database_url) as holder:
-        holder.execute("select flywheel.refresh()")  # transaction left open: it holds the refresh lock
-        with raw_connection(database_url, autocommit=True) as admin:
-            admin.execute(f"alter database {engine.url.database} set statement_timeout = '300ms'")
-        with raw_connection(database_url, autocommit=True) as scheduler:
-            with pytest.raises(psycopg.errors.QueryCanceled, match="flywheel refresh failed"):
-                scheduler.execute("call flywheel.run_refresh()")
-        holder.rollback()
-    log = last_log(engine)
+    # The open transaction holds the refresh lock.
+    log = run_refresh_cancelled_by_a_database_statement_timeout(engine, database_url, "select flywheel.refresh()")
     assert (log.status, log.sqlstate) == ("failed", "57014") and "set for the database" in log.error
