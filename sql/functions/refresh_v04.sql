@@ -33,7 +33,8 @@
 -- counts are flywheel.playbook_totals, which triggers on the mirror keep.
 --
 -- Odd source rows (release 0004, issue 14) never stop it. Every statement reads each source table
--- through "where (flywheel.unusable_row_reason_sql(...)) is null": a row with a NULL, duplicated or
+-- through the subquery of flywheel.usable_rows_sql(), its rows that flywheel.unusable_row_reason_sql()
+-- finds no reason against: a row with a NULL, duplicated or
 -- over-long key, an over-long notification_type or a created_at outside 1900..9999 is skipped, and
 -- counted per table and reason in refresh_log.unusable (over every row when full, over the rows read
 -- when incremental). A row whose updated_at or created_at lies in the future counts like any other;
@@ -198,9 +199,9 @@ begin
         incidents_reason := flywheel.unusable_row_reason_sql(source_schema, 'incidents');
         executions_reason := flywheel.unusable_row_reason_sql(source_schema, 'auto_repair_executions');
         knowledge_reason := flywheel.unusable_row_reason_sql(source_schema, 'knowledge_entries');
-        incidents_rows := format('(select * from %I.incidents where (%s) is null)', source_schema, incidents_reason);
-        executions_rows := format('(select * from %I.auto_repair_executions where (%s) is null)', source_schema, executions_reason);
-        knowledge_rows := format('(select * from %I.knowledge_entries where (%s) is null)', source_schema, knowledge_reason);
+        incidents_rows := flywheel.usable_rows_sql(source_schema, 'incidents', incidents_reason);
+        executions_rows := flywheel.usable_rows_sql(source_schema, 'auto_repair_executions', executions_reason);
+        knowledge_rows := flywheel.usable_rows_sql(source_schema, 'knowledge_entries', knowledge_reason);
 
         -- now's date in the zone (today_start is its midnight): rollup days from it on are "today".
         today := (metrics_now at time zone zone)::date;
