@@ -338,3 +338,12 @@ def test_a_database_statement_timeout_cutting_run_refresh_s_wait_short_is_record
     # The open transaction holds the refresh lock.
     log = run_refresh_cancelled_by_a_database_statement_timeout(engine, database_url, "select flywheel.refresh()")
     assert (log.status, log.sqlstate) == ("failed", "57014") and "set for the database" in log.error
+
+
+def test_flywheel_sync_refresh_runs_as_a_login_granted_only_flywheel_refresher(database_url):
+    refresher = db.create_engine(database_url, poolclass=sa.pool.NullPool,
+                                 connect_args={"options": "-c role=flywheel_refresher"})
+    with refresher.connect() as connection:
+        assert connection.execute(sa.text("select current_user")).scalar_one() == "flywheel_refresher"
+    assert refresh_from_python(refresher).status == "ok"
+    assert refresh_from_python(refresher, full=True).status == "ok"
