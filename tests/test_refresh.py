@@ -347,3 +347,15 @@ def test_flywheel_sync_refresh_runs_as_a_login_granted_only_flywheel_refresher(d
         assert connection.execute(sa.text("select current_user")).scalar_one() == "flywheel_refresher"
     assert refresh_from_python(refresher).status == "ok"
     assert refresh_from_python(refresher, full=True).status == "ok"
+
+
+def test_waits_and_timeouts_stored_before_their_bounds_are_cut_to_the_server_limit(engine):
+    with engine.begin() as connection:
+        connection.execute(sa.text(
+            "alter table flywheel.settings disable trigger settings_validate;"
+            " update flywheel.settings set value = '\"100 days\"' where key in ('refresh_lock_wait', 'refresh_lock_timeout');"
+            " update flywheel.settings set value = '\"1000000 years\"' where key = 'refresh_statement_timeout';"
+            " alter table flywheel.settings enable trigger settings_validate"))
+    assert refresh_from_python(engine).status == "ok"
+    with engine.connect() as connection:
+        assert connection.execute(sa.text("select flywheel.setting_milliseconds('refresh_lock_wait')")).scalar_one() == "2147483647ms"

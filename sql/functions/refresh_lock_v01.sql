@@ -12,7 +12,7 @@
 --   * flywheel.wait_for_refresh_lock(full): for callers that want their snapshot to start after the
 --     running refresh (flywheel-sync refresh, flywheel.run_refresh()): waits the same way in a
 --     transaction of the caller's, which then commits, releasing the row at once. A wait that gives
---     up (or is cancelled) is recorded in refresh_log (and returned); NULL when the lock was free.
+--     up, is cancelled or fails is recorded in refresh_log (and returned); NULL when the lock was free.
 -- Under REPEATABLE READ an update of a row that a refresh committed after the snapshot fails
 -- (serialization_failure): the caller's snapshot would predate that refresh, so the run is refused
 -- with a message saying so rather than computed from stale state.
@@ -58,14 +58,16 @@ declare
     failure_state text;
 begin
     perform flywheel.require_writable();
-    perform flywheel.take_refresh_lock();
+    begin
+        perform flywheel.take_refresh_lock();
+    -- query_canceled too: a statement_timeout of the caller's role or database cutting the wait
+    -- short is a failed run like the wait giving up.
+    exception when others or query_canceled then
+        get stacked diagnostics failure_message = message_text, failure_state = returned_sqlstate;
+        return flywheel.record_refresh_failure(started, null, case when "full" then 'full' else 'incremental' end,
+                                               null, '[]', failure_message, failure_state, null);
+    end;
     return null;
--- query_canceled too: a statement_timeout of the caller's role or database cutting the wait short
--- is a failed run like the wait giving up.
-exception when lock_not_available or query_canceled then
-    get stacked diagnostics failure_message = message_text, failure_state = returned_sqlstate;
-    return flywheel.record_refresh_failure(started, null, case when "full" then 'full' else 'incremental' end,
-                                           null, '[]', failure_message, failure_state, null);
 end
 $$;
 
