@@ -33,11 +33,10 @@
 -- counts are flywheel.playbook_totals, which triggers on the mirror keep.
 --
 -- Odd source rows (release 0004, issue 14) never stop it. Every statement reads each source table
--- through the subquery of flywheel.usable_rows_sql(), its rows that flywheel.unusable_row_reason_sql()
--- finds no reason against: a row with a NULL, duplicated or
--- over-long key, an over-long notification_type or a created_at outside 1900..9999 is skipped, and
--- counted per table and reason in refresh_log.unusable (over every row when full, over the rows read
--- when incremental). A row whose updated_at or created_at lies in the future counts like any other;
+-- through the subquery of flywheel.usable_rows_sql(): the rows flywheel.unusable_row_reason_sql()
+-- finds no reason against. A row with a NULL, duplicated or over-long key, an over-long
+-- notification_type or a created_at outside 1900..9999 is skipped, and counted per table and reason
+-- in refresh_log.unusable (over every row when full, over the rows read when incremental). A row whose updated_at or created_at lies in the future counts like any other;
 -- the watermarks stop at flywheel.clock_ceiling() (now() + 5 minutes), so such a row is read again by
 -- every refresh rather than hide the rows written after it.
 --
