@@ -20,15 +20,25 @@ def alembic_config(output: io.TextIOBase | None = None) -> Config:
     return config
 
 
-def _run(engine: Engine, action, *args) -> None:
+def _run(engine: Engine, action, *args) -> list[str]:
+    """Run an alembic command on one connection; the WARNINGs the server raised meanwhile."""
     config = alembic_config()
+    warnings: list[str] = []
+
+    def keep_warning(diagnostic) -> None:
+        if diagnostic.severity_nonlocalized == "WARNING":
+            warnings.append(diagnostic.message_primary)
+
     with db.connect(engine) as connection:
+        connection.connection.driver_connection.add_notice_handler(keep_warning)
         config.attributes["connection"] = connection
         action(config, *args)
+    return warnings
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    _run(engine, command.upgrade, revision)
+def upgrade(engine: Engine, revision: str = "head") -> list[str]:
+    """Upgrade to ``revision``; the server's warnings, e.g. a setting out of a new release's bounds."""
+    return _run(engine, command.upgrade, revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:

@@ -40,8 +40,10 @@ def migrate(database_url: str | None, offline: bool, revision: str, start: str |
         return
     with engine_for(database_url) as engine:
         before = migrations.current_revision(engine)
-        migrations.upgrade(engine, revision)
+        warnings = migrations.upgrade(engine, revision)
         after = migrations.current_revision(engine)
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
     if before == after:
         click.echo(f"schema flywheel is already at revision {after}")
     else:
