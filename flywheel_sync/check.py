@@ -1,12 +1,14 @@
 """The source contract: what the metrics need of the platform's tables, and a check of a real database
 against it (metrics.md, "The platform's data").
 
-The check only reads the catalog and, for the status values, the incidents table; it never creates
-or changes anything. It reports in one list:
+The check only reads the catalog and the source tables (the incidents' status values, and every row
+against the refresh's rule for rows it cannot use); it never creates or changes anything. It reports
+in one list:
 
 * error: a missing table or column, or a column of a type the SQL cannot use, or status values that
   are a known status in another spelling (the metrics would silently miss them);
-* warning: something that works but is probably not what the platform means;
+* warning: something that works but is probably not what the platform means, and the rows the
+  refresh skips (a NULL, duplicated or over-long key, a created_at no day can be computed for);
 * suggestion: an index the refresh wants, with the statement to create it without blocking writes.
 
 The incremental refresh (refresh_v02.sql) needs incidents.updated_at and the indexes marked
@@ -137,6 +139,8 @@ def check(engine: Engine, source_schema: str | None = None) -> Report:
         report.findings.extend(privilege_findings(connection, schema))
         if _migration_due(connection):
             report.findings.extend(migration_privileges(connection))
+        report.findings.extend(_check_unusable_rows(connection, schema, columns))
+        report.findings.extend(_check_unique_keys(connection, schema, columns))
         return report
 
 
@@ -386,3 +390,52 @@ def render(report: Report) -> str:
     lines.append(f"{verdict}: {report.count('error')} errors, {report.count('warning')} warnings, "
                  f"{report.count('suggestion')} suggestions.")
     return "\n".join(lines)
+
+
+# Why flywheel.refresh() skips a row (flywheel.unusable_row_reason_sql, which holds the rule).
+UNUSABLE_REASONS = {
+    "id_missing": "{key} is NULL",
+    "id_too_long": "{key} is longer than 1000 bytes",
+    "id_duplicated": "another row has the same {key}",
+    "notification_type_too_long": "notification_type is longer than 1000 bytes",
+    "created_at_out_of_range": "created_at is before 1900 or from the year 10000 on (infinity included)",
+}
+READ_BY_THE_RULE = {"incidents": ("incident_id", "notification_type", "created_at"),
+                    "auto_repair_executions": ("id", "created_at"), "knowledge_entries": ("id", "created_at")}
+
+
+def _check_unusable_rows(connection: Connection, schema: str, columns: dict[str, dict[str, str]]) -> list[Finding]:
+    """The source rows the refresh skips, counted per table and reason by flywheel.unusable_source_rows():
+    the metrics go on without them, so they are warnings. Needs schema flywheel (release 0004) and the
+    columns the rule reads; a missing column is already an error above."""
+    installed = connection.execute(sa.text("select to_regprocedure('flywheel.unusable_source_rows(text)') is not null"))
+    if not installed.scalar_one() or any(
+        table in columns and not set(needed) <= set(columns[table]) for table, needed in READ_BY_THE_RULE.items()
+    ):
+        return []
+    rows = connection.execute(sa.text("select * from flywheel.unusable_source_rows(:schema)"), {"schema": schema})
+    return [Finding("warning", f"{table} rows",
+                    f"{count:,} skipped by the refresh ({reason}): "
+                    + UNUSABLE_REASONS[reason].format(key=READ_BY_THE_RULE[table][0]))
+            for table, reason, count in rows]
+
+
+def _check_unique_keys(connection: Connection, schema: str, columns: dict[str, dict[str, str]]) -> list[Finding]:
+    """A key without a unique index: the refresh then reads every key at each run to find duplicates
+    (flywheel.unusable_row_reason_sql), so the index is suggested."""
+    unique = set(connection.execute(sa.text(
+        "select t.relname, a.attname from pg_index i"
+        " join pg_class t on t.oid = i.indrelid join pg_namespace n on n.oid = t.relnamespace"
+        " join pg_attribute a on a.attrelid = t.oid and a.attnum = i.indkey[0]"
+        " where n.nspname = :schema and i.indisunique and i.indisvalid and i.indnkeyatts = 1"
+        " and i.indpred is null and i.indexprs is null"
+    ), {"schema": schema}).all())
+    findings = []
+    for table, (key, *_) in READ_BY_THE_RULE.items():
+        if key in columns.get(table, {}) and (table, key) not in unique:
+            findings.append(Finding(
+                "suggestion", f"{table} ({key})",
+                f"no unique index on {key}: every refresh reads every {key} to find the duplicates it skips",
+                f"CREATE UNIQUE INDEX CONCURRENTLY {table}_{key}_unique ON {_quote(connection, schema)}.{table} ({key});"))
+    return findings
+

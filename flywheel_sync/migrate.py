@@ -21,16 +21,26 @@ def alembic_config(output: io.TextIOBase | None = None) -> Config:
     return config
 
 
-def _run(engine: Engine, action, *args) -> None:
+def _run(engine: Engine, action, *args) -> list[str]:
+    """Run an alembic command on one connection; the WARNINGs the server raised meanwhile."""
     config = alembic_config()
     config.attributes["upgrading"] = action is command.upgrade
+    warnings: list[str] = []
+
+    def keep_warning(diagnostic) -> None:
+        if diagnostic.severity_nonlocalized == "WARNING":
+            warnings.append(diagnostic.message_primary)
+
     with db.connect(engine) as connection:
+        connection.connection.driver_connection.add_notice_handler(keep_warning)
         config.attributes["connection"] = connection
         action(config, *args)
+    return warnings
 
 
-def upgrade(engine: Engine, revision: str = "head") -> list[check.Finding]:
-    """Upgrade schema flywheel to ``revision``; return what is wrong with the result (a routine that
+def upgrade(engine: Engine, revision: str = "head") -> list[str]:
+    """Upgrade schema flywheel to ``revision``; return the warnings a user should read: the server's
+    (e.g. a setting out of a new release's bounds), then what is wrong with the result (a routine that
     runs as a superuser, a source flywheel_owner cannot read).
 
     Refuses before changing anything on a standby, and when the connected role lacks a privilege the
@@ -39,10 +49,16 @@ def upgrade(engine: Engine, revision: str = "head") -> list[check.Finding]:
         db.require_primary(connection)
         if _current(connection) != _resolve(revision):
             _require_privileges(connection)
-    _run(engine, command.upgrade, revision)
+    warnings = _run(engine, command.upgrade, revision)
     with db.connect(engine) as connection:
         source_schema = connection.execute(sa.text("select flywheel.setting('source_schema') #>> '{}'")).scalar_one()
-        return check.privilege_findings(connection, source_schema)
+        findings = check.privilege_findings(connection, source_schema)
+    return warnings + [_warning(finding) for finding in findings]
+
+
+def _warning(finding: check.Finding) -> str:
+    fix = f" Run: {finding.statement}" if finding.statement else ""
+    return f"{finding.subject} {finding.message}{fix}"
 
 
 def _require_privileges(connection: sa.Connection) -> None:

@@ -17,7 +17,7 @@ runs inside :func:`one_release_per_upgrade`: the views and functions of the rele
 are dropped once, at the first :func:`replace`, and those of the release it ends at are created
 once, after every migration's table changes -- so ``migrate --sql`` prints the end state for a DBA
 to read, not every release in turn. A migration's table or data step therefore must not need the
-views or functions of its own release. Downgrades go release by release: each ``downgrade()``
+views or functions of its own release; a step that does goes through :func:`after_objects`. Downgrades go release by release: each ``downgrade()``
 leaves exactly the objects of the release below it.
 """
 
@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from alembic import op
@@ -98,11 +98,40 @@ RELEASES: dict[str, Release] = {
         ("run_refresh", 2),
         ("grants", 3),
     ),
+    # The refresh never stops and never lies (issue 14): bounded settings (validate_setting, which also
+    # refuses TRUNCATE); as_of bounded (metrics_clock) and watermarks capped (clock_ceiling); source rows
+    # it cannot use skipped and counted (unusable_rows); every failure recorded with its cause named
+    # (refresh_failure); a row lock instead of the advisory one (refresh_lock); jit off in the refresh
+    # (issue 15). run_refresh waits through wait_for_refresh_lock; the grants name it.
+    "0004": (
+        ("iso8601", 1),
+        ("setting", 1),
+        # An interval setting in milliseconds: the lock and statement timeouts; reads flywheel.setting.
+        ("setting_milliseconds", 1),
+        ("validate_setting", 3),
+        ("summary", 1),
+        ("latest_summary", 1),
+        ("summary_targets", 1),
+        ("summary_json", 1),
+        ("flywheel_json", 1),
+        ("prometheus_text", 1),
+        ("count_playbooks", 1),
+        ("local_day_key_sql", 1),
+        # The pieces the refresh calls, each before its callers.
+        ("clock_ceiling", 1),
+        ("metrics_clock", 1),
+        ("refresh_failure", 1),
+        ("refresh_lock", 1),
+        ("unusable_rows", 1),
+        ("refresh", 4),
+        ("run_refresh", 3),
+        ("grants", 4),
+    ),
 }
 # Least privilege (issue 14): every SECURITY DEFINER routine is handed to flywheel_owner (a NOLOGIN
 # role that reads the sources and writes schema flywheel, nothing else) and runs with
 # row_security = off. Last, after every routine it hands over and after the grants.
-RELEASES["0005"] = (*RELEASES["0003"], ("ownership", 1))
+RELEASES["0005"] = (*RELEASES["0004"], ("ownership", 1))
 
 _DROP_LINE = re.compile(r"^--\s*drop:\s*(?P<statement>.+?)\s*$", re.MULTILINE)
 
@@ -163,6 +192,7 @@ class _Upgrade:
 
     dropped_first: bool = False
     last: str | None = None
+    after_objects: list[str] = field(default_factory=list)
 
 
 _upgrade: _Upgrade | None = None
@@ -186,6 +216,16 @@ def replace(old: str | None, new: str | None) -> None:
     _upgrade.last = new
 
 
+def after_objects(sql: str) -> None:
+    """Run ``sql``, which needs the views and functions of the release being installed, once they
+    exist: at once outside :func:`one_release_per_upgrade`, after the end release is created inside it
+    (so it may only use what that release still has)."""
+    if _upgrade is None:
+        execute(sql)
+    else:
+        _upgrade.after_objects.append(sql)
+
+
 @contextlib.contextmanager
 def one_release_per_upgrade(run: Executor) -> Iterator[None]:
     """Around an upgrade's migrations: create the objects of the release it ends at once, with
@@ -197,6 +237,8 @@ def one_release_per_upgrade(run: Executor) -> Iterator[None]:
         if _upgrade.last is not None:
             create(_upgrade.last, run, heading=f"-- The views and functions of release {_upgrade.last}, each once "
                                                "(flywheel_sync/objects.py):\n\n")
+        for sql in _upgrade.after_objects:
+            execute(sql, run)
     finally:
         _upgrade = None
 

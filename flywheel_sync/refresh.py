@@ -6,15 +6,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-import psycopg.errors
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from . import db
-from .errors import RefreshBusy, RefreshFailed
+from .errors import NotMigrated, RefreshBusy, RefreshFailed
 
-# flywheel.refresh()'s advisory lock: 'flyw' and 1 (refresh_v02.sql).
-REFRESH_LOCK = "x'666c7977'::integer, 1"
+# SQLSTATEs whose message already says what to do: the lock wait gave up (55P03, from
+# flywheel.take_refresh_lock), a standby or read-only transaction (25006, flywheel.require_writable).
+LOCK_NOT_AVAILABLE = "55P03"
+READ_ONLY = "25006"
+CANCELLED = "57014"
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class RefreshResult:
     mode: str = "full"
     mode_reason: str | None = None
     drift: dict | None = None
+    unusable: dict | None = None
 
     @property
     def total_ms(self) -> float:
@@ -47,44 +50,43 @@ def refresh(engine: Engine, as_of: datetime | None = None, full: bool = False) -
     """Run one refresh (incremental unless ``full``); raise RefreshBusy or RefreshFailed when it does not succeed."""
     try:
         with db.session(engine) as connection:
-            db.require_schema(connection)
-            # The refresh's own advisory lock, taken before its snapshot: a refresh that waited for
-            # another then reads what that one wrote (REPEATABLE READ fixes the snapshot at the first
-            # statement, so a lock taken inside the snapshot would be taken too late).
-            connection.execute(sa.text(
-                "select set_config('lock_timeout',"
-                " (extract(epoch from (flywheel.setting('refresh_lock_wait') #>> '{}')::interval) * 1000)"
-                "::bigint || 'ms', false)"
-            ))
-            connection.execute(sa.text(f"select pg_advisory_lock({REFRESH_LOCK})"))
+            require_current_schema(connection)
             connection.commit()
-            try:
-                raw = _refresh_in_one_snapshot(connection, as_of, full)
-            finally:
-                connection.rollback()
-                connection.execute(sa.text(f"select pg_advisory_unlock({REFRESH_LOCK})"))
-                connection.execute(sa.text("reset lock_timeout"))
-                connection.commit()
-    except sa.exc.OperationalError as exc:
-        if isinstance(exc.orig, psycopg.errors.LockNotAvailable):
-            raise RefreshBusy(
-                "another flywheel refresh is running and did not finish within the refresh_lock_wait setting; "
-                "let it finish (see flywheel.refresh_log and pg_stat_activity) or raise refresh_lock_wait"
-            ) from exc
-        if isinstance(exc.orig, psycopg.errors.QueryCanceled):
-            raise RefreshFailed(
-                "the refresh was cancelled by refresh_statement_timeout; raise that setting "
-                "(flywheel-sync settings set refresh_statement_timeout '30 minutes') or check the source indexes "
-                "(flywheel-sync check)"
-            ) from exc
-        raise
+            # Wait for a running refresh before the snapshot, then commit at once (releasing its row
+            # lock): a refresh that waited for another reads what that one wrote (REPEATABLE READ
+            # fixes the snapshot at the first statement). Only lock_timeout (refresh_lock_wait)
+            # bounds the wait: no statement_timeout of the role or database cuts it short.
+            with connection.begin():
+                connection.execute(sa.text("set local statement_timeout = 0"))
+                gave_up = connection.execute(sa.text("select flywheel.wait_for_refresh_lock(:full)"),
+                                             {"full": full}).scalar_one()
+            raw = gave_up or _refresh_in_one_snapshot(connection, as_of, full)
+    except sa.exc.DBAPIError as exc:
+        known = _known_failure(exc)
+        if known is None:
+            raise
+        raise known from exc
     result = _result(raw)
     if result.status != "ok":
-        raise RefreshFailed(
-            f"refresh failed: {result.error} (SQLSTATE {raw.get('sqlstate')}; recorded in flywheel.refresh_log, "
-            f"refresh_id {result.refresh_id}). Run `flywheel-sync check` to compare the source tables with the contract."
-        )
+        raise _failed(raw)
     return result
+
+
+# What this module calls: a schema from before release 0004 lacks one of them.
+CALLED = ("flywheel.wait_for_refresh_lock(boolean)", "flywheel.refresh(timestamptz, boolean)",
+          "flywheel.setting_milliseconds(text)")
+
+
+def require_current_schema(connection: sa.Connection) -> None:
+    """Raise NotMigrated unless schema flywheel has the functions this flywheel-sync calls.
+
+    Read from the catalog, which any login may read (flywheel.alembic_version is not granted to the
+    flywheel roles)."""
+    db.require_schema(connection)
+    for signature in CALLED:
+        if connection.execute(sa.text("select to_regprocedure(:s) is null"), {"s": signature}).scalar_one():
+            raise NotMigrated(f"schema flywheel is older than this flywheel-sync (it has no {signature}): "
+                              "run `flywheel-sync migrate`")
 
 
 def _refresh_in_one_snapshot(connection: sa.Connection, as_of: datetime | None, full: bool) -> dict:
@@ -94,12 +96,38 @@ def _refresh_in_one_snapshot(connection: sa.Connection, as_of: datetime | None, 
     with connection.begin():
         # statement_timeout can only bound the call from outside: inside a function it is too late.
         connection.execute(sa.text(
-            "select set_config('statement_timeout',"
-            " (extract(epoch from (flywheel.setting('refresh_statement_timeout') #>> '{}')::interval) * 1000)"
-            "::bigint || 'ms', true)"
+            "select set_config('statement_timeout', flywheel.setting_milliseconds('refresh_statement_timeout'), true)"
         ))
         return connection.execute(sa.text("select flywheel.refresh(:as_of, full => :full)"),
                                   {"as_of": as_of, "full": full}).scalar_one()
+
+
+def _failed(raw: dict) -> RefreshBusy | RefreshFailed:
+    """The one-line error of a run that flywheel.refresh() (or the lock wait) recorded as failed."""
+    recorded = f"recorded in flywheel.refresh_log, refresh_id {raw['refresh_id']}"
+    if raw.get("sqlstate") == LOCK_NOT_AVAILABLE and raw["error"].startswith("another flywheel refresh"):
+        return RefreshBusy(f"{raw['error']}; let it finish (see flywheel.refresh_log and pg_stat_activity) "
+                           f"or raise refresh_lock_wait ({recorded})")
+    if raw.get("sqlstate") == CANCELLED:
+        return RefreshFailed(f"refresh failed: {raw['error']} ({recorded})")
+    return RefreshFailed(
+        f"refresh failed: {raw['error']} (SQLSTATE {raw.get('sqlstate')}; {recorded}). "
+        "Run `flywheel-sync check` to compare the source tables with the contract."
+    )
+
+
+def _known_failure(exc: sa.exc.DBAPIError) -> Exception | None:
+    """The one-line error for what the database raised rather than recorded, when a user can act on it."""
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    diag = getattr(exc.orig, "diag", None)
+    message = diag.message_primary if diag else str(exc.orig)
+    if sqlstate == READ_ONLY:
+        return RefreshFailed(message)
+    if sqlstate == CANCELLED:
+        return RefreshFailed(f"the refresh was cancelled before it started: {message}")
+    if sqlstate == "42883":
+        return NotMigrated(f"{message}: schema flywheel is older than this flywheel-sync; run `flywheel-sync migrate`")
+    return None
 
 
 def _result(raw: dict) -> RefreshResult:
@@ -115,5 +143,5 @@ def _result(raw: dict) -> RefreshResult:
         mode=raw.get("mode", "full"),
         mode_reason=raw.get("mode_reason"),
         drift=raw.get("drift"),
+        unusable=raw.get("unusable"),
     )
-

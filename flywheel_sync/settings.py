@@ -28,27 +28,33 @@ def list_settings(engine: Engine) -> list[Setting]:
         return [Setting(row.key, row.value, row.description) for row in rows]
 
 
-def parse_value(text: str) -> object:
-    """What the user typed, as JSON: numbers and arrays as such, anything else as a string.
+def as_json(key: str, text: str) -> str:
+    """What the user typed as JSON text for the database, which judges it: numbers and arrays as
+    such, anything else as a string. So `settings set min_sample 10` stores 10, `settings set
+    timezone Asia/Taipei` stores "Asia/Taipei" and `settings set stuck_after '24 hours'` stores "24 hours".
 
-    So `settings set min_sample 10` stores 10, `settings set timezone Asia/Taipei` stores
-    "Asia/Taipei" and `settings set stuck_after '24 hours'` stores "24 hours".
-    """
+    JSON text goes through as typed, so a number keeps its digits (1e400 is a number the validator
+    refuses by its bounds, not a float that overflowed to Infinity); NaN and Infinity, which
+    Python's json reads but JSON has not, are refused here with the reason."""
+    def not_a_number(constant: str) -> None:
+        raise InvalidSetting(f"setting {key}: {constant} is not a number a setting can hold; the setting was not changed")
+
     try:
-        return json.loads(text)
+        json.loads(text, parse_constant=not_a_number)
     except json.JSONDecodeError:
-        return text
+        return json.dumps(text)
+    return text
 
 
 def set_setting(engine: Engine, key: str, text: str) -> Setting:
-    value = parse_value(text)
+    value = as_json(key, text)
     try:
         with db.connect(engine) as connection:
             db.require_schema(connection)
             row = connection.execute(
                 sa.text("update flywheel.settings set value = cast(:value as jsonb) where key = :key"
                         " returning key, value, description"),
-                {"key": key, "value": json.dumps(value)},
+                {"key": key, "value": value},
             ).one_or_none()
             if row is None:
                 known = connection.execute(sa.text("select string_agg(key, ', ' order by key) from flywheel.settings"))

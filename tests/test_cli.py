@@ -55,7 +55,7 @@ def test_summary_before_the_first_refresh_says_run_refresh(database_url):
 def test_connection_dropped_during_a_command_is_one_line(engine, database_url):
     """The refresh waits on the lock held here; its backend is then terminated under it."""
     with psycopg.connect(db.libpq_url(database_url)) as holder:
-        holder.execute("select pg_advisory_xact_lock(x'666c7977'::integer, 1)")
+        holder.execute("select flywheel.take_refresh_lock()")
 
         def terminate_waiting_refresh():
             with psycopg.connect(db.libpq_url(database_url), autocommit=True) as killer:

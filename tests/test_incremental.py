@@ -16,7 +16,7 @@ from flywheel_sync import check, db, generate, migrate
 from flywheel_sync import refresh as refreshing
 from flywheel_sync.cli import cli
 from flywheel_sync.errors import RefreshBusy
-from tests.platform import (AS_OF, DAY, HOUR, MINUTE, add_execution, add_incident, add_playbook,
+from tests.platform import (AS_OF, DAY, HOUR, MINUTE, add_execution, add_incident, add_knowledge_entry, add_playbook,
                             set_setting, summary_row)
 
 ROLLUPS = ("daily_incidents", "daily_executions", "daily_knowledge", "current_flow")
@@ -373,10 +373,10 @@ def test_refresh_waits_for_another_then_says_busy_after_refresh_lock_wait(engine
     with engine.begin() as connection:
         set_setting(connection, "refresh_lock_wait", "200 milliseconds")
     with engine.connect() as other:
-        other.execute(sa.text(f"select pg_advisory_lock({refreshing.REFRESH_LOCK})"))
+        other.execute(sa.text("select flywheel.take_refresh_lock()"))
         with pytest.raises(RefreshBusy, match="refresh_lock_wait"):
             refreshing.refresh(engine)
-        other.execute(sa.text(f"select pg_advisory_unlock({refreshing.REFRESH_LOCK})"))
+        other.rollback()
     assert refreshing.refresh(engine).mode == "full"
 
 
@@ -389,3 +389,39 @@ def test_incremental_refresh_counts_stuck_and_type4_incidents_from_the_tracked_r
     assert run_refresh(connection)["mode"] == "incremental"
     summary = summary_row(connection)
     assert (summary.incidents_investigating, summary.incidents_stuck, summary.type4_count) == (3, 2, 2)
+
+
+FAR_FUTURE = datetime(2100, 1, 1, tzinfo=AS_OF.tzinfo)
+
+
+def test_an_incident_updated_in_2100_does_not_hide_the_incidents_written_after_it(connection):
+    add_incident(connection, status="resolved", created_at=AS_OF - DAY, updated_at=FAR_FUTURE)
+    run_refresh(connection, full=True)
+    now = connection.execute(sa.text("select now()")).scalar_one()
+    for _ in range(5):
+        add_incident(connection, status="investigating", created_at=now, updated_at=now)
+    assert run_refresh(connection)["mode"] == "incremental"
+    summary = summary_row(connection)
+    assert (summary.incidents_total, summary.incidents_investigating) == (6, 5)
+
+
+def test_no_watermark_passes_five_minutes_after_now_even_from_a_full_refresh(connection):
+    add_incident(connection, created_at=AS_OF - DAY, updated_at=FAR_FUTURE)
+    add_execution(connection, created_at=FAR_FUTURE)
+    add_knowledge_entry(connection, created_at=FAR_FUTURE)
+    run_refresh(connection, full=True)
+    state = connection.execute(sa.text(
+        "select incidents_watermark, executions_watermark, knowledge_watermark, now() + interval '5 minutes' as ceiling"
+        " from flywheel.refresh_state")).one()
+    assert state.incidents_watermark == state.executions_watermark == state.knowledge_watermark == state.ceiling
+
+
+def test_rows_from_the_future_are_counted_and_read_again_by_every_refresh(connection):
+    add_execution(connection, created_at=FAR_FUTURE, success=True)
+    run_refresh(connection, full=True)
+    now = connection.execute(sa.text("select now()")).scalar_one()
+    add_execution(connection, created_at=now, success=False)
+    result = run_refresh(connection)
+    assert result["mode"] == "incremental"
+    assert {step["step"]: step for step in result["steps"]}["daily_executions"]["read"] == 2
+    assert (summary_row(connection).executions_7d, summary_row(connection).executions_24h) == (2, 2)

@@ -170,3 +170,16 @@ def test_a_fresh_install_from_migrate_sql_has_the_catalog_of_upgrading_one_revis
     for revision in migrate.revisions():
         migrate.upgrade(stepped, revision)
     assert catalog(db.create_engine(from_script, poolclass=sa.pool.NullPool)) == catalog(stepped) != ""
+
+
+def test_upgrade_to_0004_warns_of_a_setting_out_of_its_new_bounds(empty_database_url):
+    engine = db.create_engine(empty_database_url, poolclass=sa.pool.NullPool)
+    with engine.begin() as connection:
+        generate.create_reference_schema(connection)
+    migrate.upgrade(engine, "0003")
+    with engine.begin() as connection:
+        connection.execute(sa.text("update flywheel.settings set value = '\"100 days\"' where key = 'refresh_lock_wait'"))
+    result = run("migrate", database_url=empty_database_url)
+    assert result.exit_code == 0, result.output
+    assert ('warning: setting refresh_lock_wait: "100 days" is longer than 1 day, the most this setting takes; '
+            "the refresh may fail until it is set within bounds (flywheel-sync settings set)") in result.output

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 
 import psycopg
 import pytest
 import sqlalchemy as sa
 
-from flywheel_sync import db
+from flywheel_sync import db, migrate
 from flywheel_sync.errors import RefreshBusy, RefreshFailed
 from flywheel_sync.refresh import refresh as refresh_from_python
 from tests.cli import error_line, run
@@ -18,7 +19,7 @@ from tests.platform import (
     set_setting,
 )
 
-REFRESH_LOCK = "select pg_advisory_xact_lock(x'666c7977'::integer, 1)"
+REFRESH_LOCK = "select flywheel.take_refresh_lock()"
 
 
 def raw_connection(database_url: str, **options) -> psycopg.Connection:
@@ -183,3 +184,178 @@ def test_daily_knowledge_counts_entries_still_unvectorized(connection):
     rows = connection.execute(sa.text(
         "select day::text, entries_created, entries_unvectorized from flywheel.daily_knowledge")).all()
     assert [tuple(row) for row in rows] == [("2026-11-28", 2, 1)]
+
+
+# Issue 14, as_of: nothing a flywheel_refresher can pass deletes history or stops the nightly full refresh.
+def test_a_refresher_cannot_delete_history_with_an_as_of_in_the_future(engine, database_url):
+    with engine.begin() as connection:
+        refresh(connection, AS_OF - DAY)
+        refresh(connection, AS_OF)
+    with raw_connection(database_url, autocommit=True) as connection:
+        connection.execute("set role flywheel_refresher")
+        result = connection.execute("select flywheel.refresh('9000-01-01')").fetchone()[0]
+        assert result["status"] == "failed" and result["sqlstate"] == "22023"
+        assert result["error"].startswith("as_of 9000-01-01 00:00:00+00 is out of bounds")
+    with engine.connect() as connection:
+        assert connection.execute(sa.text("select count(*) from flywheel.snapshots")).scalar_one() == 2
+        assert connection.execute(sa.text("select full_at from flywheel.refresh_state")).scalar_one() == AS_OF
+        assert connection.execute(sa.text("select count(*) from flywheel.refresh_log")).scalar_one() == 3
+
+
+@pytest.mark.parametrize("as_of", ["infinity", "-infinity", "294276-12-31 00:00:00+00", "1000-01-01 00:00:00+00"])
+def test_an_as_of_out_of_bounds_is_refused_in_one_line(connection, as_of):
+    result = connection.execute(sa.text("select flywheel.refresh(cast(:as_of as timestamptz))"),
+                                {"as_of": as_of}).scalar_one()
+    assert (result["status"], result["sqlstate"], result["computed_at"]) == ("failed", "22023", None)
+    assert "out of bounds: it must lie between now() - 100 years and now() + 5 minutes" in result["error"]
+
+
+# Issue 14, failures: every one lands in refresh_log with its SQLSTATE and its cause.
+def last_log(engine) -> sa.Row:
+    with engine.connect() as connection:
+        return connection.execute(sa.text("select * from flywheel.refresh_log order by refresh_id desc limit 1")).one()
+
+
+def test_a_lock_wait_that_gives_up_is_recorded(engine, database_url):
+    set_setting_now(engine, "refresh_lock_wait", "100 milliseconds")
+    with raw_connection(database_url) as holder:
+        holder.execute("select flywheel.refresh()")  # transaction left open: it holds the refresh lock
+        with pytest.raises(RefreshBusy, match="another flywheel refresh is running"):
+            refresh_from_python(engine)
+        holder.rollback()
+    log = last_log(engine)
+    assert (log.status, log.sqlstate) == ("failed", "55P03") and "refresh_lock_wait (100 milliseconds)" in log.error
+
+
+def test_a_refresh_cancelled_by_refresh_statement_timeout_is_recorded_naming_it(engine, database_url):
+    set_setting_now(engine, "refresh_statement_timeout", "1 second")
+    set_setting_now(engine, "refresh_lock_timeout", "1 day")
+    with raw_connection(database_url) as holder:
+        holder.execute("lock table incidents in access exclusive mode")
+        with pytest.raises(RefreshFailed, match="statement timeout.*the refresh_statement_timeout setting"):
+            refresh_from_python(engine)
+        holder.rollback()
+    log = last_log(engine)
+    assert (log.status, log.sqlstate) == ("failed", "57014")
+
+
+def test_a_failure_while_reading_the_settings_is_recorded(engine):
+    with engine.begin() as connection:
+        connection.execute(sa.text("alter table flywheel.settings disable trigger settings_validate;"
+                                   " update flywheel.settings set value = '99999999999999999999999' where key = 'min_sample';"
+                                   " alter table flywheel.settings enable trigger settings_validate"))
+    with pytest.raises(RefreshFailed, match="bigint"):
+        refresh_from_python(engine)
+    assert (last_log(engine).status, last_log(engine).sqlstate) == ("failed", "22003")
+
+
+def run_refresh_cancelled_by_a_database_statement_timeout(engine, database_url: str, holding: str) -> sa.Row:
+    """CALL flywheel.run_refresh() in a database whose statement_timeout is 300 ms, while another session
+    runs ``holding`` in an open transaction; the refresh_log row it left."""
+    with raw_connection(database_url) as holder:
+        holder.execute(holding)
+        with raw_connection(database_url, autocommit=True) as admin:
+            admin.execute(f"alter database {engine.url.database} set statement_timeout = '300ms'")
+        with raw_connection(database_url, autocommit=True) as scheduler:
+            with pytest.raises(psycopg.errors.QueryCanceled, match="flywheel refresh failed"):
+                scheduler.execute("call flywheel.run_refresh()")
+        holder.rollback()
+    return last_log(engine)
+
+
+def test_a_database_statement_timeout_cancelling_run_refresh_is_recorded_as_such(engine, database_url):
+    log = run_refresh_cancelled_by_a_database_statement_timeout(engine, database_url,
+                                                                "lock table incidents in access exclusive mode")
+    assert (log.status, log.sqlstate) == ("failed", "57014")
+    assert ("statement_timeout 300ms, set for the database (ALTER DATABASE ... SET statement_timeout),"
+            " not by the refresh_statement_timeout setting") in log.error
+
+
+def test_a_database_statement_timeout_is_not_reported_as_refresh_statement_timeout(engine, database_url):
+    set_setting_now(engine, "refresh_lock_wait", "1 second")
+    with raw_connection(database_url) as holder:
+        holder.execute("select flywheel.refresh()")  # transaction left open: it holds the refresh lock
+        with raw_connection(database_url, autocommit=True) as admin:
+            admin.execute(f"alter database {engine.url.database} set statement_timeout = '300ms'")
+        fresh = db.create_engine(database_url, poolclass=sa.pool.NullPool)
+        with pytest.raises(RefreshBusy, match="another flywheel refresh is running"):
+            refresh_from_python(fresh)
+        holder.rollback()
+
+
+# Issue 14, the lock: it cannot outlive its transaction, and no login outside the flywheel roles can take it.
+def test_a_cancelled_run_refresh_leaves_no_lock_in_its_long_lived_session(engine, database_url):
+    set_setting_now(engine, "refresh_lock_wait", "200 milliseconds")
+    with raw_connection(database_url, autocommit=True) as pooled:
+        with raw_connection(database_url) as holder:
+            holder.execute("lock table incidents in access exclusive mode")
+            pooled.execute("set statement_timeout = '300ms'")
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                pooled.execute("call flywheel.run_refresh()")
+            holder.rollback()
+        assert refresh_from_python(engine).status == "ok"
+
+
+def test_a_login_without_flywheel_roles_cannot_block_the_refresh(engine, database_url):
+    set_setting_now(engine, "refresh_lock_wait", "100 milliseconds")
+    stranger = f"flywheel_test_stranger_{uuid.uuid4().hex[:8]}"
+    with raw_connection(database_url, autocommit=True) as admin:
+        admin.execute(f"create role {stranger}")
+        try:
+            with raw_connection(database_url, autocommit=True) as session:
+                session.execute(f"set role {stranger}")
+                session.execute("select pg_advisory_lock(x'666c7977'::integer, 1)")  # the lock of releases 0001-0003
+                assert refresh_from_python(engine).status == "ok"
+                for role in (stranger, "flywheel_refresher"):
+                    session.execute(f"set role {role}")
+                    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                        session.execute("select from flywheel.refresh_lock for update")
+        finally:
+            admin.execute(f"drop role {stranger}")
+
+
+def test_cli_refresh_on_an_older_schema_says_to_migrate(engine, database_url):
+    migrate.downgrade(engine, "0003")
+    result = run("refresh", database_url=database_url)
+    assert result.exit_code == 1
+    assert error_line(result) == ("Error: schema flywheel is older than this flywheel-sync (it has no "
+                                  "flywheel.wait_for_refresh_lock(boolean)): run `flywheel-sync migrate`")
+
+
+def test_cli_refresh_says_how_many_source_rows_it_skipped_and_why(engine, database_url):
+    with engine.begin() as connection:
+        connection.execute(sa.text("alter table incidents drop constraint incidents_pkey,"
+                                   " alter column incident_id drop not null"))
+        add_incident(connection, incident_id=None)
+    result = run("refresh", database_url=database_url)
+    assert result.exit_code == 0, result.output
+    assert ("source rows skipped, unusable (flywheel-sync check lists them): incidents id_missing 1"
+            in result.output.splitlines())
+
+
+def test_a_database_statement_timeout_cutting_run_refresh_s_wait_short_is_recorded(engine, database_url):
+    set_setting_now(engine, "refresh_lock_wait", "1 minute")
+    # The open transaction holds the refresh lock.
+    log = run_refresh_cancelled_by_a_database_statement_timeout(engine, database_url, "select flywheel.refresh()")
+    assert (log.status, log.sqlstate) == ("failed", "57014") and "set for the database" in log.error
+
+
+def test_flywheel_sync_refresh_runs_as_a_login_granted_only_flywheel_refresher(database_url):
+    refresher = db.create_engine(database_url, poolclass=sa.pool.NullPool,
+                                 connect_args={"options": "-c role=flywheel_refresher"})
+    with refresher.connect() as connection:
+        assert connection.execute(sa.text("select current_user")).scalar_one() == "flywheel_refresher"
+    assert refresh_from_python(refresher).status == "ok"
+    assert refresh_from_python(refresher, full=True).status == "ok"
+
+
+def test_waits_and_timeouts_stored_before_their_bounds_are_cut_to_the_server_limit(engine):
+    with engine.begin() as connection:
+        connection.execute(sa.text(
+            "alter table flywheel.settings disable trigger settings_validate;"
+            " update flywheel.settings set value = '\"100 days\"' where key in ('refresh_lock_wait', 'refresh_lock_timeout');"
+            " update flywheel.settings set value = '\"1000000 years\"' where key = 'refresh_statement_timeout';"
+            " alter table flywheel.settings enable trigger settings_validate"))
+    assert refresh_from_python(engine).status == "ok"
+    with engine.connect() as connection:
+        assert connection.execute(sa.text("select flywheel.setting_milliseconds('refresh_lock_wait')")).scalar_one() == "2147483647ms"

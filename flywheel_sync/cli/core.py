@@ -44,15 +44,14 @@ def migrate(database_url: str | None, offline: bool, revision: str, start: str |
         return
     with engine_for(database_url) as engine:
         before = migrations.current_revision(engine)
-        problems = migrations.upgrade(engine, revision)
+        warnings = migrations.upgrade(engine, revision)
         after = migrations.current_revision(engine)
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
     if before == after:
         click.echo(f"schema flywheel is already at revision {after}")
     else:
         click.echo(f"schema flywheel upgraded from {before or 'nothing'} to revision {after}")
-    for problem in problems:
-        fix = f" Run: {problem.statement}" if problem.statement else ""
-        click.echo(f"warning: {problem.subject} {problem.message}{fix}")
 
 
 @click.command()
@@ -168,7 +167,9 @@ def refresh(engine, as_of: datetime | None, full: bool, as_json: bool) -> None:
     schedule does both; also the first time, after the timezone or source_schema setting changed,
     and while the source lacks incidents.updated_at or an index (flywheel-sync check lists them).
     It says why. One refresh runs at a time: a second one waits up to the refresh_lock_wait
-    setting, then fails. Readers are never blocked. Every run is recorded in flywheel.refresh_log.
+    setting, then fails. Readers are never blocked. Source rows it cannot use (a NULL, duplicated
+    or over-long id, a created_at no day can be computed for) are skipped and counted. Every run is
+    recorded in flywheel.refresh_log.
 
     \b
     Example:
@@ -187,9 +188,14 @@ def refresh(engine, as_of: datetime | None, full: bool, as_json: bool) -> None:
     if result.mode_reason:
         click.echo(f"why: {result.mode_reason}")
     if result.drift:
-        click.echo("drift corrected: " + "; ".join(
-            f"{table} " + ", ".join(f"{key} {value}" for key, value in numbers.items())
-            for table, numbers in result.drift.items()))
+        click.echo("drift corrected: " + _per_table(result.drift))
+    if result.unusable:
+        click.echo("source rows skipped, unusable (flywheel-sync check lists them): " + _per_table(result.unusable))
+
+
+def _per_table(numbers_by_table: dict[str, dict[str, int]]) -> str:
+    return "; ".join(f"{table} " + ", ".join(f"{key} {value}" for key, value in numbers.items())
+                     for table, numbers in numbers_by_table.items())
 
 
 @click.command()

@@ -7,14 +7,14 @@ may. No table changes. Like flywheel_reader and flywheel_refresher, the role is 
 kept by every downgrade, with what it was granted (docs/migrations.md).
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-01
 """
 
 from flywheel_sync import objects
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
@@ -38,8 +38,8 @@ $roles$;
 
 def upgrade() -> None:
     objects.execute(OWNER_ROLE)
-    objects.replace("0003", "0005")
+    objects.replace("0004", "0005")
 
 
 def downgrade() -> None:
-    objects.replace("0005", "0003")
+    objects.replace("0005", "0004")
