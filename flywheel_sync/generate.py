@@ -124,11 +124,11 @@ def create_reference_schema(connection: Connection, schema: str = "public", layo
     connection.execute(sa.text("set local search_path = default"))
     if layout == "partitioned":
         today = datetime.now().date()
-        first, last = months or (_add_months(today, -13), _add_months(today, PREMADE_MONTHS))
+        first, last = months or (add_months(today, -13), add_months(today, PREMADE_MONTHS))
         create_monthly_partitions(connection, schema, first, last)
 
 
-def _add_months(day: date, months: int) -> date:
+def add_months(day: date, months: int) -> date:
     index = day.year * 12 + day.month - 1 + months
     return date(index // 12, index % 12 + 1, 1)
 
@@ -138,9 +138,9 @@ def create_monthly_partitions(connection: Connection, schema: str, first: date, 
     named as pg_partman names them (incidents_p2026_11); returns the partitions made."""
     quote = connection.dialect.identifier_preparer.quote
     made = []
-    month = _add_months(first, 0)
+    month = add_months(first, 0)
     while month <= last:
-        following = _add_months(month, 1)
+        following = add_months(month, 1)
         for table in SOURCE_TABLES:
             partition = f"{table}_p{month:%Y_%m}"
             connection.execute(sa.text(
@@ -178,7 +178,7 @@ def generate(
         anchor = connection.execute(sa.text("select now()")).scalar_one()
         today = anchor.date()
         create_reference_schema(connection, schema, layout,
-                                (today - timedelta(days=size.days + 1), _add_months(today, PREMADE_MONTHS)))
+                                (today - timedelta(days=size.days + 1), add_months(today, PREMADE_MONTHS)))
         first_incident = 1 + connection.execute(sa.text(f"select count(*) from {quoted}.incidents")).scalar_one()
         connection.execute(sa.text("select setseed(:seed)"), {"seed": seed})
         common = {"anchor": anchor, "span": span, "alertnames": ALERTNAMES,
