@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
-from .errors import DatabaseUnavailable, NotMigrated
+from .errors import DatabaseUnavailable, NotMigrated, ReadOnlyStandby
 
 DATABASE_URL_ENV = "FLYWHEEL_DATABASE_URL"
 REDIS_URL_ENV = "FLYWHEEL_REDIS_URL"
@@ -116,3 +116,12 @@ def require_schema(connection: Connection) -> None:
         raise NotMigrated(
             f"schema flywheel does not exist in {mask(connection.engine.url)}: run `flywheel-sync migrate` first"
         )
+
+
+def require_primary(connection: Connection) -> None:
+    """Raise ReadOnlyStandby on a hot standby: refresh and migrate write, a read replica cannot.
+
+    Every read (the views, the JSON and Prometheus functions, the Grafana panels) works on a standby.
+    """
+    if connection.execute(sa.text("select pg_is_in_recovery()")).scalar_one():
+        raise ReadOnlyStandby("read-only standby: run this on the primary")

@@ -21,6 +21,10 @@ class NotMigrated(FlywheelError):
     """Schema ``flywheel`` is missing or older than this version of flywheel-sync."""
 
 
+class ReadOnlyStandby(FlywheelError):
+    """The database is a hot standby (a read replica): it cannot be refreshed or migrated."""
+
+
 class NotRefreshed(FlywheelError):
     """The metrics have never been computed in this database."""
 

@@ -23,6 +23,7 @@ def alembic_config(output: io.TextIOBase | None = None) -> Config:
 def _run(engine: Engine, action, *args) -> None:
     config = alembic_config()
     with db.connect(engine) as connection:
+        db.require_primary(connection)
         config.attributes["connection"] = connection
         action(config, *args)
 

@@ -47,6 +47,7 @@ def refresh(engine: Engine, as_of: datetime | None = None, full: bool = False) -
     """Run one refresh (incremental unless ``full``); raise RefreshBusy or RefreshFailed when it does not succeed."""
     try:
         with db.session(engine) as connection:
+            db.require_primary(connection)
             db.require_schema(connection)
             # The refresh's own advisory lock, taken before its snapshot: a refresh that waited for
             # another then reads what that one wrote (REPEATABLE READ fixes the snapshot at the first
