@@ -8,11 +8,17 @@ refresh function's JIT at the server's default and with the function-level ``jit
   full refresh                         flywheel.refresh(full => true)
   routine refresh                      after a realistic minute of change (measures.minute_of_change)
   one incident from 400 days ago       the routine refresh after one resolved incident created about
-  updated                              400 days ago (the oldest, where history is shorter) changed status
+  updated                              400 days ago (the oldest, where history is shorter) changed
+                                       status; a different incident each repetition (a changed one
+                                       is tracked for the lookback afterwards, and costs less again)
 
 The function-level setting is the refresh function's own ``SET jit = off`` when the installed
 release declares it, else emulated here with ``ALTER FUNCTION flywheel.refresh ... SET jit = off``
 (and ``RESET jit`` for the server default); the table says which, and the function is left as found.
+
+With --candidate-refresh FILE (a changed copy of the current sql/functions/refresh_vNN.sql), that
+definition is installed with CREATE OR REPLACE for the measures, and the release's own put back
+afterwards: how a proposed change of the refresh is measured before it becomes a release.
 
 With --ddl (partitioned layout), it also measures how long the platform's writes wait when partition
 maintenance runs during a full refresh: a writer inserts an incident every 5 ms while pg_partman's
@@ -39,7 +45,7 @@ import psycopg
 
 import dataset
 import measures
-from flywheel_sync import generate
+from flywheel_sync import generate, objects
 
 REFRESH_FUNCTION = "flywheel.refresh(timestamptz, boolean)"
 JIT_MODES = ("server default", "function jit = off")
@@ -58,15 +64,29 @@ def set_function_jit(connection: psycopg.Connection, mode: str) -> None:
     connection.execute(f"alter function {REFRESH_FUNCTION} {clause}")
 
 
-def old_incident(connection: psycopg.Connection) -> tuple[str, str, float]:
-    """A resolved or closed incident created about OLD_AGE_DAYS ago (the oldest one if history is
-    shorter): its key, status and age in days. Not active, so a change to it is not tracked."""
+def old_incidents(connection: psycopg.Connection, count: int) -> list[tuple[str, str, float]]:
+    """``count`` resolved or closed incidents created about OLD_AGE_DAYS ago (the oldest ones if
+    history is shorter): key, status, age in days. Not active, so a change to one is not tracked, and
+    a different one each time, since a changed incident is tracked for the lookback afterwards."""
     return connection.execute(
         "select incident_id, status, extract(epoch from now() - created_at) / 86400 from public.incidents"
         " where status in ('resolved', 'closed')"
         "   and created_at >= greatest(now() - make_interval(days => %s),"
         "                              (select min(created_at) from public.incidents))"
-        " order by created_at limit 1", (OLD_AGE_DAYS,)).fetchone()
+        " order by created_at limit %s", (OLD_AGE_DAYS, count)).fetchall()
+
+
+def install_refresh(url: str, definition: str) -> None:
+    """A definition of flywheel.refresh (a sql/functions/refresh_vNN.sql file's text), replacing the installed one."""
+    replacing = definition.replace("create function flywheel.refresh(", "create or replace function flywheel.refresh(", 1)
+    if replacing == definition:
+        raise SystemExit("the candidate does not hold `create function flywheel.refresh(`")
+    with psycopg.connect(dataset.libpq(url), autocommit=True) as connection:
+        connection.execute(replacing)
+
+
+def released_refresh() -> str:
+    return objects.definition("refresh", objects.current_versions()["refresh"])
 
 
 def measure_refreshes(url: str, repeats: int, say) -> dict:
@@ -77,19 +97,20 @@ def measure_refreshes(url: str, repeats: int, say) -> dict:
         installed = function_jit(refresher)
         server = refresher.execute("select current_setting('jit'), pg_jit_available(),"
                                    " current_setting('jit_above_cost'), current_setting('server_version')").fetchone()
-        key, status, age = old_incident(connection)
+        old = old_incidents(connection, len(JIT_MODES) * repeats)
         connection.commit()
+        unchanged = iter(old)
         full_call = measures.refresh_statement(refresher, full=True)
         routine_call = measures.refresh_statement(refresher, full=False)
-        statuses = itertools.cycle(["closed", "resolved"] if status == "resolved" else ["resolved", "closed"])
 
         def routine() -> float:
             measures.minute_of_change(connection, added)
             return measures.timed(lambda: measures.refresh(refresher, routine_call))
 
         def old_row() -> float:
+            key, status, _ = next(unchanged)
             connection.execute("update public.incidents set status = %s, updated_at = clock_timestamp()"
-                               " where incident_id = %s", (next(statuses), key))
+                               " where incident_id = %s", ("closed" if status == "resolved" else "resolved", key))
             connection.commit()
             return measures.timed(lambda: measures.refresh(refresher, routine_call))
 
@@ -108,8 +129,9 @@ def measure_refreshes(url: str, repeats: int, say) -> dict:
         finally:
             refresher.execute(f"alter function {REFRESH_FUNCTION} "
                               + ("set jit = off" if installed == "off" else "reset jit"))
-            connection.execute("update public.incidents set status = %s, updated_at = clock_timestamp()"
-                               " where incident_id = %s", (status, key))
+            for key, status, _ in old:
+                connection.execute("update public.incidents set status = %s, updated_at = clock_timestamp()"
+                                   " where incident_id = %s", (status, key))
             connection.commit()
             added.delete(connection)
             measures.refresh(refresher, full_call)
@@ -117,7 +139,7 @@ def measure_refreshes(url: str, repeats: int, say) -> dict:
             else "emulated with ALTER FUNCTION ... SET jit = off",
             "server": {"jit": server[0], "jit_available": server[1], "jit_above_cost": server[2],
                        "version": server[3]},
-            "old_incident_age_days": round(float(age)), "routine_steps": steps}
+            "old_incident_age_days": round(float(old[0][2])), "routine_steps": steps}
 
 
 def measures_of(repeats: int, run) -> dict:
@@ -222,7 +244,7 @@ def render(results: list[dict], ddl: list[dict]) -> str:
         server = result["server"]
         lines.append(f"{result['postgres']} (PostgreSQL {server['version']}, jit {server['jit']}, "
                      f"JIT available: {server['jit_available']}), scale {result['scale']}, {result['layout']}, "
-                     f"{result['state']}; function jit: {result['function_jit']}")
+                     f"{result['state']}; refresh: {result['refresh']}; function jit: {result['function_jit']}")
         for name, numbers in result["rows"].items():
             lines.append(f"  {name:<48} {numbers['median']:>9.1f} ms  ({numbers['min']:.1f}-{numbers['max']:.1f})")
         lines.append(f"  (the old incident was {result['old_incident_age_days']} days old)")
@@ -245,6 +267,8 @@ def main() -> None:
     parser.add_argument("--state", choices=dataset.STATES, action="append",
                         help="platform state (repeatable; default both)")
     parser.add_argument("--repeat", type=int, default=5, help="repetitions of each measure (default 5)")
+    parser.add_argument("--candidate-refresh", metavar="FILE",
+                        help="measure this definition of flywheel.refresh instead of the release's")
     parser.add_argument("--ddl", action="store_true",
                         help="also partition maintenance during a full refresh (partitioned layouts)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
@@ -260,9 +284,15 @@ def main() -> None:
             for state in options.state or dataset.STATES:
                 say(f"{postgres}, scale {options.scale}, {layout}, {state}")
                 url = dataset.ensure(server_url, options.scale, say, layout, state)
-                result = measure_refreshes(url, options.repeat, say)
+                if options.candidate_refresh:
+                    install_refresh(url, open(options.candidate_refresh).read())
+                try:
+                    result = measure_refreshes(url, options.repeat, say)
+                finally:
+                    if options.candidate_refresh:
+                        install_refresh(url, released_refresh())
                 results.append({"postgres": postgres, "scale": options.scale, "layout": layout, "state": state,
-                                **result})
+                                "refresh": options.candidate_refresh or "the release's", **result})
                 if options.ddl and layout == "partitioned":
                     ddl.extend({"postgres": postgres, "scale": options.scale, "state": state, **row}
                                for row in measure_ddl(url, say))
