@@ -78,7 +78,8 @@ def old_incidents(connection: psycopg.Connection, count: int) -> list[tuple[str,
 
 def install_refresh(url: str, definition: str) -> None:
     """A definition of flywheel.refresh (a sql/functions/refresh_vNN.sql file's text), replacing the installed one."""
-    replacing = definition.replace("create function flywheel.refresh(", "create or replace function flywheel.refresh(", 1)
+    replacing = definition.replace("create function flywheel.refresh(",
+                                   "create or replace function flywheel.refresh(", 1)
     if replacing == definition:
         raise SystemExit("the candidate does not hold `create function flywheel.refresh(`")
     with psycopg.connect(dataset.libpq(url), autocommit=True) as connection:

@@ -108,7 +108,10 @@ class Cluster:
              binaries: Path = DEBIAN_BINARIES) -> Cluster:
         """The cluster in ``folder``, created when absent and started when not running."""
         folder = folder.resolve()
-        cluster = cls(folder, binaries) if (folder / "data" / "PG_VERSION").exists() else cls.create(folder, settings, binaries)
+        if (folder / "data" / "PG_VERSION").exists():
+            cluster = cls(folder, binaries)
+        else:
+            cluster = cls.create(folder, settings, binaries)
         running = cluster._running_port()
         if running:
             cluster.port = running
