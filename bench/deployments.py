@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import re
 import statistics
 import sys
 import threading
@@ -52,11 +53,9 @@ JIT_MODES = ("server default", "function jit = off")
 OLD_AGE_DAYS = 400
 
 
-def function_jit(connection: psycopg.Connection) -> str | None:
-    """The refresh function's own jit setting as installed ('off'), or None."""
-    config = connection.execute(
-        "select proconfig from pg_proc where oid = %s::regprocedure", (REFRESH_FUNCTION,)).fetchone()[0] or []
-    return next((entry.split("=", 1)[1] for entry in config if entry.startswith("jit=")), None)
+def released_jit() -> str | None:
+    """'off' when the release's definition of flywheel.refresh declares SET jit = off, else None."""
+    return "off" if re.search(r"\bset\s+jit\s*(=|to)\s*'?off", released_refresh(), re.I) else None
 
 
 def set_function_jit(connection: psycopg.Connection, mode: str) -> None:
@@ -91,11 +90,13 @@ def released_refresh() -> str:
 
 
 def measure_refreshes(url: str, repeats: int, say) -> dict:
+    """Each measure alternates the JIT modes repetition by repetition, so both see the same state
+    (the rows within the lookback, the tracked set and the cache grow as the benchmark writes)."""
     libpq = dataset.libpq(url)
     added = measures.Additions()
-    rows = {}
+    samples: dict[str, list[float]] = {}
+    steps: dict[str, list] = {}
     with psycopg.connect(libpq) as connection, psycopg.connect(libpq, autocommit=True) as refresher:
-        installed = function_jit(refresher)
         server = refresher.execute("select current_setting('jit'), pg_jit_available(),"
                                    " current_setting('jit_above_cost'), current_setting('server_version')").fetchone()
         old = old_incidents(connection, len(JIT_MODES) * repeats)
@@ -104,48 +105,55 @@ def measure_refreshes(url: str, repeats: int, say) -> dict:
         full_call = measures.refresh_statement(refresher, full=True)
         routine_call = measures.refresh_statement(refresher, full=False)
 
-        def routine() -> float:
-            measures.minute_of_change(connection, added)
-            return measures.timed(lambda: measures.refresh(refresher, routine_call))
+        def timed_refresh(name: str, mode: str, call: str) -> None:
+            started = time.perf_counter()
+            result = measures.refresh(refresher, call)
+            samples.setdefault(f"{name} ({mode})", []).append((time.perf_counter() - started) * 1000)
+            steps[f"{name} ({mode})"] = result["steps"]
 
-        def old_row() -> float:
+        def full(mode: str) -> None:
+            timed_refresh("full refresh", mode, full_call)
+
+        def routine(mode: str) -> None:
+            measures.minute_of_change(connection, added)
+            timed_refresh("routine refresh", mode, routine_call)
+
+        def old_row(mode: str) -> None:
             key, status, _ = next(unchanged)
             connection.execute("update public.incidents set status = %s, updated_at = clock_timestamp()"
                                " where incident_id = %s", ("closed" if status == "resolved" else "resolved", key))
             connection.commit()
-            return measures.timed(lambda: measures.refresh(refresher, routine_call))
+            timed_refresh("old incident updated", mode, routine_call)
 
         try:
-            for mode in JIT_MODES:
-                set_function_jit(refresher, mode)
-                say(f"  {mode}: full refresh")
-                rows[f"full refresh ({mode})"] = measures_of(repeats, lambda: measures.timed(
-                    lambda: measures.refresh(refresher, full_call)))
-                say(f"  {mode}: routine refresh")
-                routine()  # the first after a full one reads what the full one left: not a routine minute
-                rows[f"routine refresh ({mode})"] = measures_of(repeats, routine)
-                say(f"  {mode}: one incident from {OLD_AGE_DAYS} days ago updated")
-                rows[f"old incident updated ({mode})"] = measures_of(repeats, old_row)
-            steps = measures.refresh(refresher, routine_call)["steps"]
+            for what, run in (("full refresh", full), ("routine refresh", routine),
+                              (f"one incident from {OLD_AGE_DAYS} days ago updated", old_row)):
+                say(f"  {what}")
+                if run is routine:
+                    # The first after a full one reads what the full one left: not a routine minute.
+                    measures.minute_of_change(connection, added)
+                    measures.refresh(refresher, routine_call)
+                for _ in range(repeats):
+                    for mode in JIT_MODES:
+                        set_function_jit(refresher, mode)
+                        run(mode)
         finally:
             refresher.execute(f"alter function {REFRESH_FUNCTION} "
-                              + ("set jit = off" if installed == "off" else "reset jit"))
+                              + ("set jit = off" if released_jit() == "off" else "reset jit"))
             for key, status, _ in old:
                 connection.execute("update public.incidents set status = %s, updated_at = clock_timestamp()"
                                    " where incident_id = %s", (status, key))
             connection.commit()
             added.delete(connection)
             measures.refresh(refresher, full_call)
-    return {"rows": rows, "function_jit": "declared by the release" if installed == "off"
+    rows = {name: {"median": statistics.median(values), "min": min(values), "max": max(values)}
+            for name, values in samples.items()}
+    return {"rows": rows, "function_jit": "declared by the release" if released_jit() == "off"
             else "emulated with ALTER FUNCTION ... SET jit = off",
             "server": {"jit": server[0], "jit_available": server[1], "jit_above_cost": server[2],
                        "version": server[3]},
-            "old_incident_age_days": round(float(old[0][2])), "routine_steps": steps}
-
-
-def measures_of(repeats: int, run) -> dict:
-    samples = [run() for _ in range(repeats)]
-    return {"median": statistics.median(samples), "min": min(samples), "max": max(samples)}
+            "old_incident_age_days": round(float(old[0][2])),
+            "routine_steps": {mode: steps[f"routine refresh ({mode})"] for mode in JIT_MODES}}
 
 
 def ddl_during_full_refresh(url: str, lock_timeout: str | None, statement: str, say) -> dict:
