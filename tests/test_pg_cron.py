@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from flywheel_sync import db, generate, migrate, pgcluster
 from tests.platform import add_incident
 
+pytestmark = pytest.mark.slow
 REFRESH_DOC = Path(__file__).resolve().parents[1] / "docs" / "refresh.md"
 RECIPE_BLOCK = re.compile(r"<!-- pg_cron recipe: (.+?) -->\n```\w*\n(.*?)```", re.S)
 DOCUMENTED_PASSWORD = "'change-me'"

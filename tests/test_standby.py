@@ -26,6 +26,7 @@ from tests.test_grafana_queries import EXPECTED_COLUMNS, PANELS, RULES, _interva
 from tests.test_grafana_queries import run as run_panel_sql
 from tests.test_grafana_queries import until_now
 
+pytestmark = pytest.mark.slow
 STANDBY_MESSAGE = "Error: read-only standby: run this on the primary"
 
 
