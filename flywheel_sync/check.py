@@ -244,8 +244,11 @@ def _serves(wanted: WantedIndex, leading_column: str, predicate: str | None) -> 
 # the parent's index is valid by itself and new partitions get it when they are created.
 
 def _leaf_partitions(connection: Connection, schema: str) -> dict[str, list[tuple[int, str, str]]]:
-    """Each partitioned contract table's leaf partitions (sub-partitions' leaves included), as
-    (oid, schema, name), in name order."""
+    """Each partitioned contract table's leaf partitions, as (oid, schema, name), in name order.
+
+    A sub-partitioned table's leaves are listed too, which is right for "on every partition"; the
+    recipe attaches each to the top parent's index, which holds for pg_partman's one-level layout only.
+    """
     rows = connection.execute(sa.text(
         "select parent.relname, leaf.relid::oid, n2.nspname, c.relname"
         " from pg_class parent join pg_namespace n on n.oid = parent.relnamespace"
@@ -260,7 +263,8 @@ def _leaf_partitions(connection: Connection, schema: str) -> dict[str, list[tupl
     return partitions
 
 
-def _on_every_partition(connection: Connection, wanted: WantedIndex, leaves: list[tuple[int, str, str]] | None) -> bool:
+def _on_every_partition(connection: Connection, wanted: WantedIndex,
+                        leaves: list[tuple[int, str, str]] | None) -> bool:
     if not leaves:
         return False
     return not _leaves_without(connection, wanted, leaves)
@@ -289,8 +293,8 @@ def _partitioned_recipe(connection: Connection, schema: str, wanted: WantedIndex
              f"{wanted.definition};"]
     for _, partition_schema, partition in _leaves_without(connection, wanted, leaves):
         index = quote(f"{partition}_{suffix}")
-        lines.append(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {index} ON {quote(partition_schema)}.{quote(partition)} "
-                     f"{wanted.definition};")
+        lines.append(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {index} "
+                     f"ON {quote(partition_schema)}.{quote(partition)} {wanted.definition};")
         lines.append(f"ALTER INDEX {parent_index} ATTACH PARTITION {quote(partition_schema)}.{index};")
     return "\n".join(lines)
 
