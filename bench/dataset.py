@@ -1,8 +1,14 @@
 """The benchmark's servers and data set: built once per scale with the project's generator, then reused.
 
-Each scale gets a database of its own, ``flywheel_bench_<scale>``, marked by a comment so that the
-benchmark only ever drops a database it made. A database is reused when its row counts are exactly
-the scale's (the benchmark deletes every row it adds, so a finished run leaves them so).
+Two PostgreSQL servers: the embedded one (PostgreSQL 16 from a wheel, no JIT library) and the
+machine's Debian PostgreSQL 15 (flywheel_sync.pgcluster: its default settings, JIT on), a cluster
+under bench/.cache/debian15 that the benchmark starts itself; FLYWHEEL_DATABASE_URL overrides both.
+
+Each scale, layout (plain or partitioned source tables) and state (normal, or stuck: a fifth of all
+incidents left active) gets a database of its own, ``flywheel_bench_<scale>[_partitioned][_stuck]``,
+marked by a comment so that the benchmark only ever drops a database it made. A database is reused
+when its row counts are exactly the scale's (the benchmark deletes every row it adds, so a finished
+run leaves them so).
 """
 
 from __future__ import annotations
@@ -15,12 +21,14 @@ import psycopg
 import sqlalchemy as sa
 
 import grafana_panels
-from flywheel_sync import db, embedded, generate, migrate
+from flywheel_sync import db, embedded, generate, migrate, pgcluster
 
 CACHE = Path(__file__).resolve().parent / ".cache"
+POSTGRES_KINDS = ("embedded", "debian15")
+STATES = ("normal", "stuck")
 # The dashboard's default range is the last 7 days, at one refresh a minute.
 HISTORY_MINUTES = 7 * 1440
-MARKER = "flywheel-sync bench data, scale {scale}: safe to drop"
+MARKER = "flywheel-sync bench data, scale {scale}{variant}: safe to drop"
 PLAYBOOKS_SQL = """
 insert into flywheel.playbooks (redis_key, playbook_id, status, success_count, failure_count, document, valid,
                                 content_hash)
@@ -38,14 +46,34 @@ class Servers:
     embedded: bool
 
 
-def servers() -> Servers:
-    """FLYWHEEL_DATABASE_URL / FLYWHEEL_REDIS_URL when set, else embedded servers under bench/.cache/."""
+def servers(postgres: str = "embedded") -> Servers:
+    """FLYWHEEL_DATABASE_URL / FLYWHEEL_REDIS_URL when set, else servers under bench/.cache/: the
+    embedded PostgreSQL or the Debian one (``postgres``), and an embedded Redis."""
     postgres_url = os.environ.get(db.DATABASE_URL_ENV)
     redis_url = os.environ.get(db.REDIS_URL_ENV)
     started = not (postgres_url and redis_url)
-    postgres_url = postgres_url or embedded.start_postgres(CACHE / "postgres").url
+    postgres_url = postgres_url or postgres_server(postgres)
     redis_url = redis_url or embedded.start_redis(CACHE / "redis").url
     return Servers(postgres_url, redis_url, started)
+
+
+def postgres_server(kind: str) -> str:
+    """The superuser URL of the benchmark's own server of ``kind`` (embedded or debian15), started when down."""
+    if kind == "debian15":
+        return pgcluster.Cluster.open(CACHE / "debian15").url()
+    return embedded.start_postgres(CACHE / "postgres").url
+
+
+def stop_servers() -> None:
+    for kind in ("postgres", "redis"):
+        embedded.stop(CACHE / kind)
+    if (CACHE / "debian15" / "data").exists():
+        pgcluster.Cluster(CACHE / "debian15").stop()
+
+
+def database_name(scale: str, layout: str = "plain", state: str = "normal") -> str:
+    variant = "".join(f"_{part}" for part in (layout, state) if part not in ("plain", "normal"))
+    return f"flywheel_bench_{scale.lower()}{variant}"
 
 
 def libpq(url: str) -> str:
@@ -70,12 +98,13 @@ def _wanted(size: generate.Size) -> dict[str, int]:
             "knowledge_entries": size.knowledge_entries}
 
 
-def ensure(server_url: str, scale: str, say) -> str:
-    """The URL of the scale's database, built when absent or not of the scale's size; migrated to head."""
-    name = f"flywheel_bench_{scale.lower()}"
+def ensure(server_url: str, scale: str, say, layout: str = "plain", state: str = "normal") -> str:
+    """The URL of the scale's database (in ``layout``, in ``state``), built when absent or not of the
+    scale's size; migrated to head."""
+    name = database_name(scale, layout, state)
     url = db.parse_url(server_url).set(database=name).render_as_string(hide_password=False)
     size = generate.SIZES[scale]
-    marker = MARKER.format(scale=scale)
+    marker = MARKER.format(scale=scale, variant=name.removeprefix(f"flywheel_bench_{scale.lower()}").replace("_", ", "))
     with _admin(server_url) as admin:
         found = admin.execute("select shobj_description(oid, 'pg_database') from pg_database where datname = %s",
                               (name,)).fetchone()
@@ -91,9 +120,9 @@ def ensure(server_url: str, scale: str, say) -> str:
         say(f"reusing {name} ({size.incidents:,} incidents)")
     else:
         say(f"building {name}: {size.incidents:,} incidents, {size.executions:,} executions, "
-            f"{size.knowledge_entries:,} knowledge entries (once; cached afterwards)")
+            f"{size.knowledge_entries:,} knowledge entries, {layout}, {state} (once; cached afterwards)")
         engine = db.create_engine(url, poolclass=sa.pool.NullPool)
-        generate.generate(engine, size)
+        generate.generate(engine, size, layout=layout, stuck=state == "stuck")
         engine.dispose()
         with psycopg.connect(libpq(url), autocommit=True) as connection:
             # The visibility map lets index-only scans skip the heap, as on a platform table autovacuum keeps.
@@ -102,7 +131,7 @@ def ensure(server_url: str, scale: str, say) -> str:
     engine = db.create_engine(url, poolclass=sa.pool.NullPool)
     with engine.begin() as connection:
         # A data set built by an older checkout gets the indexes the reference schema gained since.
-        generate.create_reference_schema(connection)
+        generate.create_reference_schema(connection, layout=layout)
     migrate.upgrade(engine)
     engine.dispose()
     with psycopg.connect(libpq(url)) as connection:

@@ -12,6 +12,11 @@ JSON.
 
     make bench SCALE=M
     .venv/bin/python bench/run.py --scale S --repeat 7 --json > bench-S.json
+    .venv/bin/python bench/run.py --scale M --postgres debian15 --layout partitioned
+
+--postgres debian15 runs on the machine's Debian PostgreSQL 15 with its default settings (JIT on),
+a cluster the benchmark starts itself (bench/dataset.py); bench/deployments.py compares the two
+servers, both layouts and the stuck platform on the refresh alone.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import dataset
 import grafana_panels
 import measures
 import sync_bench
-from flywheel_sync import db, embedded, generate, migrate
+from flywheel_sync import db, generate, migrate
 
 
 @dataclass
@@ -139,7 +144,8 @@ def render(result: dict, meta: dict) -> str:
     ratio = ratios(rows)
     lines = [f"flywheel-sync benchmark, scale {meta['scale']} ({meta['incidents']:,} incidents), "
              f"{meta['repeats']} repetitions, {meta['machine']}",
-             f"PostgreSQL {meta['postgres']}; {'embedded servers' if meta['embedded'] else 'given servers'}",
+             f"PostgreSQL {meta['postgres']}; {'own servers' if meta['embedded'] else 'given servers'}; "
+             f"{meta['layout']} source tables, {meta['state']} state",
              ""]
     width = max(len(row.name) for row in rows)
     lines.append(f"{'measure'.ljust(width)}  {'median ms':>10}  {'min-max ms':>19}  ratio")
@@ -181,26 +187,32 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="repetitions of each measure (default 5)")
     parser.add_argument("--contention-seconds", type=float, default=8.0,
                         help="length of each writer/reader run (default 8)")
+    parser.add_argument("--postgres", choices=dataset.POSTGRES_KINDS, default="embedded",
+                        help="the benchmark's own server: embedded (default) or the machine's Debian PostgreSQL 15")
+    parser.add_argument("--layout", choices=generate.LAYOUTS, default="plain",
+                        help="the source tables: plain (default) or range-partitioned by month")
+    parser.add_argument("--state", choices=dataset.STATES, default="normal",
+                        help="normal (default), or stuck: a fifth of all incidents left active")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
     parser.add_argument("--stop-servers", action="store_true",
-                        help="stop the embedded servers under bench/.cache/ (the data stays) and exit")
+                        help="stop the servers under bench/.cache/ (the data stays) and exit")
     options = parser.parse_args()
     if options.stop_servers:
-        for kind in ("postgres", "redis"):
-            embedded.stop(dataset.CACHE / kind)
+        dataset.stop_servers()
         return
 
     def say(message: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
-    chosen = dataset.servers()
-    url = dataset.ensure(chosen.postgres_url, options.scale, say)
+    chosen = dataset.servers(options.postgres)
+    url = dataset.ensure(chosen.postgres_url, options.scale, say, options.layout, options.state)
     with psycopg.connect(dataset.libpq(url)) as connection:
         server_version = connection.execute("show server_version").fetchone()[0]
     result = measure(url, chosen.redis_url, options.scale, options.repeat, options.contention_seconds, say)
     meta = {"scale": options.scale, "incidents": generate.SIZES[options.scale].incidents,
             "playbooks": generate.SIZES[options.scale].playbooks,
             "repeats": options.repeat, "postgres": server_version, "embedded": chosen.embedded,
+            "layout": options.layout, "state": options.state,
             "contention_seconds": options.contention_seconds,
             "machine": f"{platform.machine()}, {_cores()} cores, Python {platform.python_version()}",
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}

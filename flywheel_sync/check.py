@@ -9,7 +9,9 @@ in one list:
   are a known status in another spelling (the metrics would silently miss them);
 * warning: something that works but is probably not what the platform means, and the rows the
   refresh skips (a NULL, duplicated or over-long key, a created_at no day can be computed for);
-* suggestion: an index the refresh wants, with the statement to create it without blocking writes.
+* suggestion: an index the refresh wants, with the statement to create it without blocking writes
+  (on a partitioned table, one statement a line: the index ON ONLY the parent, then one built
+  CONCURRENTLY and attached per partition).
 
 The incremental refresh (refresh_v02.sql) needs incidents.updated_at and the indexes marked
 ``incremental`` below; without any of them every refresh is full, and the check says so.
@@ -222,16 +224,18 @@ def _check_indexes(connection: Connection, schema: str, columns: dict[str, dict[
         " join pg_attribute a on a.attrelid = t.oid and a.attnum = i.indkey[0]"
         " where n.nspname = :schema and i.indisvalid"
     ), {"schema": schema}).all()
+    partitions = _leaf_partitions(connection, schema)
     findings = []
     for wanted in WANTED_INDEXES:
         if wanted.leading_column not in columns.get(wanted.table, {}) or any(
-            table == wanted.table and column == wanted.leading_column
-            and (wanted.predicate is None or predicate == wanted.predicate)
-            for table, column, predicate in present
-        ):
+            table == wanted.table and _serves(wanted, column, predicate) for table, column, predicate in present
+        ) or _on_every_partition(connection, wanted, partitions.get(wanted.table)):
             continue
-        statement = (f"CREATE INDEX CONCURRENTLY {wanted.name} ON "
-                     f"{_quote(connection, schema)}.{wanted.table} {wanted.definition};")
+        if wanted.table in partitions:
+            statement = _partitioned_recipe(connection, schema, wanted, partitions[wanted.table])
+        else:
+            statement = (f"CREATE INDEX CONCURRENTLY {wanted.name} ON "
+                         f"{_quote(connection, schema)}.{wanted.table} {wanted.definition};")
         what = (f"no index on {wanted.definition}" if wanted.predicate
                 else f"no index starts with {wanted.leading_column}")
         lost = f"; without it {FULL_EVERY_TIME}" if wanted.incremental else ""
@@ -377,6 +381,73 @@ def migration_privileges(connection: Connection) -> list[Finding]:
     return findings
 
 
+def _serves(wanted: WantedIndex, leading_column: str, predicate: str | None) -> bool:
+    return leading_column == wanted.leading_column and (wanted.predicate is None or predicate == wanted.predicate)
+
+
+# Partitioned source tables (pg_partman's layout) ----------------------------------------------------
+# An index serves a partitioned table when the parent has a valid one (every partition's attached)
+# or when every leaf partition has one of its own. CREATE INDEX CONCURRENTLY cannot run on a
+# partitioned table, so the advice is PostgreSQL's non-blocking recipe (CREATE INDEX, "Notes"): an
+# invalid index ON ONLY the parent, one built CONCURRENTLY per partition, each attached, after which
+# the parent's index is valid by itself and new partitions get it when they are created.
+
+def _leaf_partitions(connection: Connection, schema: str) -> dict[str, list[tuple[int, str, str]]]:
+    """Each partitioned contract table's leaf partitions, as (oid, schema, name), in name order.
+
+    A sub-partitioned table's leaves are listed too, which is right for "on every partition"; the
+    recipe attaches each to the top parent's index, which holds for pg_partman's one-level layout only.
+    """
+    rows = connection.execute(sa.text(
+        "select parent.relname, leaf.relid::oid, n2.nspname, c.relname"
+        " from pg_class parent join pg_namespace n on n.oid = parent.relnamespace"
+        " cross join lateral pg_partition_tree(parent.oid) as leaf"
+        " join pg_class c on c.oid = leaf.relid join pg_namespace n2 on n2.oid = c.relnamespace"
+        " where n.nspname = :schema and parent.relkind = 'p' and parent.relname = any(:tables) and leaf.isleaf"
+        " order by parent.relname, c.relname"
+    ), {"schema": schema, "tables": list(CONTRACT)})
+    partitions: dict[str, list[tuple[int, str, str]]] = {}
+    for table, *leaf in rows:
+        partitions.setdefault(table, []).append(tuple(leaf))
+    return partitions
+
+
+def _on_every_partition(connection: Connection, wanted: WantedIndex,
+                        leaves: list[tuple[int, str, str]] | None) -> bool:
+    if not leaves:
+        return False
+    return not _leaves_without(connection, wanted, leaves)
+
+
+def _leaves_without(connection: Connection, wanted: WantedIndex,
+                    leaves: list[tuple[int, str, str]]) -> list[tuple[int, str, str]]:
+    """The leaf partitions that have no valid index serving ``wanted``."""
+    indexed = connection.execute(sa.text(
+        "select i.indrelid, a.attname, pg_get_expr(i.indpred, i.indrelid) from pg_index i"
+        " join pg_attribute a on a.attrelid = i.indrelid and a.attnum = i.indkey[0]"
+        " where i.indrelid = any(:leaves) and i.indisvalid"
+    ), {"leaves": [leaf[0] for leaf in leaves]}).all()
+    served = {oid for oid, column, predicate in indexed if _serves(wanted, column, predicate)}
+    return [leaf for leaf in leaves if leaf[0] not in served]
+
+
+def _partitioned_recipe(connection: Connection, schema: str, wanted: WantedIndex,
+                        leaves: list[tuple[int, str, str]]) -> str:
+    """The statements, one a line, each to run by itself (not in a transaction block): the parent's
+    index ON ONLY, then for each partition without one an index built CONCURRENTLY and attached."""
+    quote = connection.dialect.identifier_preparer.quote
+    parent_index = f"{quote(schema)}.{quote(wanted.name)}"
+    suffix = wanted.name.removeprefix(f"{wanted.table}_")
+    lines = [f"CREATE INDEX IF NOT EXISTS {quote(wanted.name)} ON ONLY {quote(schema)}.{wanted.table} "
+             f"{wanted.definition};"]
+    for _, partition_schema, partition in _leaves_without(connection, wanted, leaves):
+        index = quote(f"{partition}_{suffix}")
+        lines.append(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {index} "
+                     f"ON {quote(partition_schema)}.{quote(partition)} {wanted.definition};")
+        lines.append(f"ALTER INDEX {parent_index} ATTACH PARTITION {quote(partition_schema)}.{index};")
+    return "\n".join(lines)
+
+
 LABELS = {"error": "ERROR", "warning": "WARNING", "suggestion": "SUGGEST"}
 
 
@@ -385,7 +456,9 @@ def render(report: Report) -> str:
     for finding in report.findings:
         lines.append(f"  {LABELS[finding.level]:<8} {finding.subject}: {finding.message}")
         if finding.statement:
-            lines.append(f"           run: {finding.statement}")
+            first, *more = finding.statement.splitlines()
+            lines.append(f"           run: {first}")
+            lines.extend(f"                {line}" for line in more)
     verdict = "Contract holds" if report.ok else "Contract BROKEN"
     lines.append(f"{verdict}: {report.count('error')} errors, {report.count('warning')} warnings, "
                  f"{report.count('suggestion')} suggestions.")
@@ -421,8 +494,10 @@ def _check_unusable_rows(connection: Connection, schema: str, columns: dict[str,
 
 
 def _check_unique_keys(connection: Connection, schema: str, columns: dict[str, dict[str, str]]) -> list[Finding]:
-    """A key without a unique index: the refresh then reads every key at each run to find duplicates
-    (flywheel.unusable_row_reason_sql), so the index is suggested."""
+    """A key without a unique index: the refresh then looks for duplicates (flywheel.unusable_row_reason_sql)
+    over every key in a full run and over the keys it reads in a routine one, so the index is suggested.
+    Not on a partitioned table, where a unique index must hold the partition key too (the routine run
+    then finds the keys it reads through the primary key, which leads with the key)."""
     unique = set(connection.execute(sa.text(
         "select t.relname, a.attname from pg_index i"
         " join pg_class t on t.oid = i.indrelid join pg_namespace n on n.oid = t.relnamespace"
@@ -430,12 +505,17 @@ def _check_unique_keys(connection: Connection, schema: str, columns: dict[str, d
         " where n.nspname = :schema and i.indisunique and i.indisvalid and i.indnkeyatts = 1"
         " and i.indpred is null and i.indexprs is null"
     ), {"schema": schema}).all())
+    partitioned = set(connection.execute(sa.text(
+        "select relname from pg_class where relnamespace = to_regnamespace(:schema) and relkind = 'p'"
+    ), {"schema": _quote(connection, schema)}).scalars())
     findings = []
     for table, (key, *_) in READ_BY_THE_RULE.items():
+        if table in partitioned:
+            continue
         if key in columns.get(table, {}) and (table, key) not in unique:
             findings.append(Finding(
                 "suggestion", f"{table} ({key})",
-                f"no unique index on {key}: every refresh reads every {key} to find the duplicates it skips",
+                f"no unique index on {key}: every full refresh reads every {key} to find the duplicates it skips",
                 f"CREATE UNIQUE INDEX CONCURRENTLY {table}_{key}_unique ON {_quote(connection, schema)}.{table} ({key});"))
     return findings
 

@@ -119,6 +119,9 @@ def require_schema(connection: Connection) -> None:
 
 
 def require_primary(connection: Connection) -> None:
-    """Raise ReadOnlyStandby when the server is a standby (in recovery): what writes must run on the primary."""
+    """Raise ReadOnlyStandby on a hot standby: refresh and migrate write, a read replica cannot.
+
+    Every read (the views, the JSON and Prometheus functions, the Grafana panels) works on a standby.
+    """
     if connection.execute(sa.text("select pg_is_in_recovery()")).scalar_one():
         raise ReadOnlyStandby("read-only standby: run this on the primary")

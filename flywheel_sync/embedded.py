@@ -145,19 +145,6 @@ def start_postgres(folder: Path, binaries: Path | None = None) -> Server:
     return _write_state(Server("postgres", f"postgresql://postgres@127.0.0.1:{port}/postgres", pid, folder))
 
 
-def start_postgres_standby(folder: Path, primary_url: str) -> Server:
-    """Start a hot standby of the embedded server at ``primary_url``, its data in ``folder``
-    (pg_basebackup, then the same start as start_postgres): what the tests of a read-only server use."""
-    folder = folder.resolve()
-    binaries = _postgres_binaries()
-    folder.mkdir(parents=True, exist_ok=True)
-    run_as = _as_postgres_user(folder, binaries)
-    backup = [str(binaries / "pg_basebackup"), "-D", str(folder / "data"), "--write-recovery-conf",
-              "--wal-method=stream", "-d", primary_url]
-    _run(backup, {"check": True, "stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE, **run_as}, "pg_basebackup")
-    return start_postgres(folder)
-
-
 def psql_binary() -> str:
     """psql from PATH, else the one that comes with the embedded PostgreSQL, else plain "psql"."""
     if shutil.which("psql"):

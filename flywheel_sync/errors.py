@@ -21,6 +21,10 @@ class NotMigrated(FlywheelError):
     """Schema ``flywheel`` is missing or older than this version of flywheel-sync."""
 
 
+class ReadOnlyStandby(FlywheelError):
+    """The database is a hot standby (a read replica): it cannot be refreshed or migrated."""
+
+
 class NotRefreshed(FlywheelError):
     """The metrics have never been computed in this database."""
 
@@ -43,7 +47,3 @@ class SourceContractBroken(FlywheelError):
 
 class MigrationPrivilegesMissing(FlywheelError):
     """The migrating role lacks a privilege the migration needs (docs/migrations.md lists them)."""
-
-
-class ReadOnlyStandby(FlywheelError):
-    """The database is a read-only standby; writes (migrate, refresh) go to the primary."""

@@ -10,14 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from . import db
-from .paths import REFERENCE_SCHEMA
+from .paths import REFERENCE_SCHEMA, REFERENCE_SCHEMA_PARTITIONED
 
 CHUNK_ROWS = 50_000
+LAYOUTS = ("plain", "partitioned")
+# pg_partman's default premake: four months of partitions ahead of the current one.
+PREMADE_MONTHS = 4
+SOURCE_TABLES = ("incidents", "auto_repair_executions", "knowledge_entries")
+# The "stuck platform": a fifth of all incidents left investigating or mitigating, for months.
+STUCK_FRACTION = 0.2
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,8 @@ from (
            case when age < interval '2 hours' and r_status < 0.5 then 'investigating'
                 when age < interval '2 hours' and r_status < 0.8 then 'mitigating'
                 when age < interval '3 days' and r_status < 0.01 then 'investigating'
+                when r_status >= 1 - cast(:stuck_fraction as float8) / 2 then 'investigating'
+                when r_status >= 1 - cast(:stuck_fraction as float8) then 'mitigating'
                 when r_status < 0.6 then 'resolved'
                 else 'closed' end as status
     from (
@@ -97,13 +106,49 @@ from (
 """
 
 
-def create_reference_schema(connection: Connection, schema: str = "public") -> None:
-    """Create the platform's tables (the reference copy) in ``schema`` when they are absent."""
+def create_reference_schema(connection: Connection, schema: str = "public", layout: str = "plain",
+                            months: tuple[date, date] | None = None) -> None:
+    """Create the platform's tables (the reference copy) in ``schema`` when they are absent.
+
+    ``layout`` "partitioned" makes them range-partitioned by created_at, a partition a month from the
+    first of ``months`` to the last (default: the last 13 months and PREMADE_MONTHS ahead) and a
+    default partition, as pg_partman keeps a platform's event tables.
+    """
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
     quoted = connection.dialect.identifier_preparer.quote(schema)
     connection.execute(sa.text(f"create schema if not exists {quoted}"))
     connection.execute(sa.text(f"set local search_path = {quoted}"))
-    connection.exec_driver_sql(REFERENCE_SCHEMA.read_text(), execution_options={"no_parameters": True})
+    source = REFERENCE_SCHEMA_PARTITIONED if layout == "partitioned" else REFERENCE_SCHEMA
+    connection.exec_driver_sql(source.read_text(), execution_options={"no_parameters": True})
     connection.execute(sa.text("set local search_path = default"))
+    if layout == "partitioned":
+        today = datetime.now().date()
+        first, last = months or (add_months(today, -13), add_months(today, PREMADE_MONTHS))
+        create_monthly_partitions(connection, schema, first, last)
+
+
+def add_months(day: date, months: int) -> date:
+    index = day.year * 12 + day.month - 1 + months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def create_monthly_partitions(connection: Connection, schema: str, first: date, last: date) -> list[str]:
+    """A partition a month (UTC month boundaries) of each source table, from first's month to last's,
+    named as pg_partman names them (incidents_p2026_11); returns the partitions made."""
+    quote = connection.dialect.identifier_preparer.quote
+    made = []
+    month = add_months(first, 0)
+    while month <= last:
+        following = add_months(month, 1)
+        for table in SOURCE_TABLES:
+            partition = f"{table}_p{month:%Y_%m}"
+            connection.execute(sa.text(
+                f"create table if not exists {quote(schema)}.{partition} partition of {quote(schema)}.{table}"
+                f" for values from ('{month.isoformat()} 00:00+00') to ('{following.isoformat()} 00:00+00')"))
+            made.append(partition)
+        month = following
+    return made
 
 
 def _chunks(total: int, first: int) -> list[tuple[int, int]]:
@@ -117,20 +162,28 @@ def generate(
     schema: str = "public",
     seed: float = 0.42,
     progress: Callable[[int], None] = lambda rows: None,
+    layout: str = "plain",
+    stuck: bool = False,
 ) -> dict[str, int]:
-    """Append ``size`` rows to the platform's tables in ``schema`` (created when absent).
+    """Append ``size`` rows to the platform's tables in ``schema`` (created when absent, in ``layout``:
+    plain or partitioned, see create_reference_schema, with partitions for the whole span).
 
-    Calls ``progress(rows)`` after each chunk; returns the rows added per table.
+    ``stuck`` leaves a fifth of all incidents active (investigating or mitigating), however old: a
+    platform whose incidents get stuck. Calls ``progress(rows)`` after each chunk; returns the rows
+    added per table.
     """
     quoted = engine.dialect.identifier_preparer.quote(schema)
     span = f"{size.days} days"
     with db.connect(engine) as connection:
-        create_reference_schema(connection, schema)
+        anchor = connection.execute(sa.text("select now()")).scalar_one()
+        today = anchor.date()
+        create_reference_schema(connection, schema, layout,
+                                (today - timedelta(days=size.days + 1), add_months(today, PREMADE_MONTHS)))
         first_incident = 1 + connection.execute(sa.text(f"select count(*) from {quoted}.incidents")).scalar_one()
         connection.execute(sa.text("select setseed(:seed)"), {"seed": seed})
-        anchor = connection.execute(sa.text("select now()")).scalar_one()
         common = {"anchor": anchor, "span": span, "alertnames": ALERTNAMES,
-                  "incidents": first_incident + size.incidents - 1, "dim": size.embedding_dim}
+                  "incidents": first_incident + size.incidents - 1, "dim": size.embedding_dim,
+                  "stuck_fraction": STUCK_FRACTION if stuck else 0.0}
         for template, total, first in (
             (INCIDENTS_SQL, size.incidents, first_incident),
             (EXECUTIONS_SQL, size.executions, 1),

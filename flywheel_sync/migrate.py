@@ -32,6 +32,7 @@ def _run(engine: Engine, action, *args) -> list[str]:
             warnings.append(diagnostic.message_primary)
 
     with db.connect(engine) as connection:
+        db.require_primary(connection)
         connection.connection.driver_connection.add_notice_handler(keep_warning)
         config.attributes["connection"] = connection
         action(config, *args)

@@ -50,6 +50,7 @@ def refresh(engine: Engine, as_of: datetime | None = None, full: bool = False) -
     """Run one refresh (incremental unless ``full``); raise RefreshBusy or RefreshFailed when it does not succeed."""
     try:
         with db.session(engine) as connection:
+            db.require_primary(connection)
             require_current_schema(connection)
             connection.commit()
             # Wait for a running refresh before the snapshot, then commit at once (releasing its row

@@ -96,16 +96,32 @@ def databases(postgres_server_url) -> Iterator[Databases]:
     factory.drop_all()
 
 
-@pytest.fixture(scope="session")
-def migrated_template(databases) -> str:
-    """A database with the reference platform tables (empty) and schema flywheel at head."""
+def _migrated(databases: Databases, layout: str) -> str:
     name = databases.create()
     engine = db.create_engine(databases.url(name), poolclass=sa.pool.NullPool)
     with engine.begin() as connection:
-        generate.create_reference_schema(connection)
+        generate.create_reference_schema(connection, layout=layout)
     migrate.upgrade(engine)
     engine.dispose()
     return name
+
+
+@pytest.fixture(scope="session")
+def migrated_template(databases) -> str:
+    """A database with the reference platform tables (empty) and schema flywheel at head."""
+    return _migrated(databases, "plain")
+
+
+@pytest.fixture(scope="session")
+def partitioned_template(databases) -> str:
+    """migrated_template with the platform tables range-partitioned by month, as pg_partman keeps them."""
+    return _migrated(databases, "partitioned")
+
+
+@pytest.fixture
+def partitioned_database_url(databases, partitioned_template) -> str:
+    """A database of this test's own: empty partitioned platform tables, schema flywheel at head."""
+    return databases.url(databases.create(template=partitioned_template))
 
 
 @pytest.fixture

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import sqlalchemy as sa
 
+from flywheel_sync import db
+from flywheel_sync import refresh as refreshing
 from tests.cli import run
 from tests.platform import add_incident
 
@@ -85,3 +88,83 @@ def test_check_prints_a_readable_list(database_url, engine):
     assert result.exit_code == 1
     assert "ERROR    incidents.outcome: column is missing" in result.output
     assert "Contract BROKEN: 1 errors" in result.output
+
+
+# Partitioned source tables ------------------------------------------------------------------------
+
+def _run_each_line(database_url: str, statements: str) -> None:
+    """Each printed statement by itself, exactly as printed (CONCURRENTLY refuses a transaction block)."""
+    engine = db.create_engine(database_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with engine.connect() as connection:
+        for statement in statements.splitlines():
+            connection.exec_driver_sql(statement)
+    engine.dispose()
+
+
+def test_partitioned_reference_schema_holds_the_contract_with_nothing_to_suggest(partitioned_database_url):
+    exit_code, report = check(partitioned_database_url)
+    assert exit_code == 0 and report["findings"] == []
+
+
+def test_missing_index_on_a_partitioned_table_is_advised_on_only_the_parent_then_per_partition(
+        partitioned_database_url):
+    engine = db.create_engine(partitioned_database_url, poolclass=sa.pool.NullPool)
+    with engine.begin() as connection:
+        connection.execute(sa.text("drop index incidents_updated_at"))
+        partitions = connection.execute(sa.text(
+            "select count(*) from pg_inherits where inhparent = 'incidents'::regclass")).scalar_one()
+    engine.dispose()
+    statement = check(partitioned_database_url)[1]["findings"][0]["statement"].splitlines()
+    assert statement[0] == "CREATE INDEX IF NOT EXISTS incidents_updated_at ON ONLY public.incidents (updated_at);"
+    assert statement[1:3] == [
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS incidents_default_updated_at ON public.incidents_default (updated_at);",
+        "ALTER INDEX public.incidents_updated_at ATTACH PARTITION public.incidents_default_updated_at;"]
+    assert len(statement) == 1 + 2 * partitions
+
+
+def test_following_the_partitioned_advice_as_printed_makes_the_index_and_keeps_the_refresh_incremental(
+        partitioned_database_url):
+    engine = db.create_engine(partitioned_database_url, poolclass=sa.pool.NullPool)
+    with engine.begin() as connection:
+        connection.execute(sa.text("drop index incidents_updated_at"))
+        add_incident(connection)
+    _run_each_line(partitioned_database_url, check(partitioned_database_url)[1]["findings"][0]["statement"])
+    assert check(partitioned_database_url)[1]["findings"] == []
+    modes = [refreshing.refresh(engine).mode for _ in range(2)]
+    engine.dispose()
+    assert modes == ["full", "incremental"]
+
+
+def _executions_indexed_on_every_partition_only(engine: sa.Engine) -> None:
+    with engine.begin() as connection:
+        connection.execute(sa.text("drop index auto_repair_executions_created_at"))
+        for (partition,) in connection.execute(sa.text(
+                "select inhrelid::regclass::text from pg_inherits where inhparent = 'auto_repair_executions'::regclass")):
+            connection.execute(sa.text(f"create index on {partition} (created_at)"))
+
+
+def test_index_on_every_partition_but_not_the_parent_is_not_reported_missing(partitioned_database_url):
+    engine = db.create_engine(partitioned_database_url, poolclass=sa.pool.NullPool)
+    _executions_indexed_on_every_partition_only(engine)
+    engine.dispose()
+    assert check(partitioned_database_url)[1]["findings"] == []
+
+
+def test_index_on_some_partitions_only_is_advised_for_the_others(partitioned_database_url):
+    engine = db.create_engine(partitioned_database_url, poolclass=sa.pool.NullPool)
+    with engine.begin() as connection:
+        connection.execute(sa.text("drop index auto_repair_executions_created_at"))
+        connection.execute(sa.text("create index on auto_repair_executions_default (created_at)"))
+    engine.dispose()
+    statement = check(partitioned_database_url)[1]["findings"][0]["statement"]
+    assert "ON public.auto_repair_executions_default" not in statement
+    _run_each_line(partitioned_database_url, statement)
+    assert check(partitioned_database_url)[1]["findings"] == []
+
+
+def test_refresh_stays_incremental_with_an_index_on_every_partition_but_not_the_parent(partitioned_database_url):
+    engine = db.create_engine(partitioned_database_url, poolclass=sa.pool.NullPool)
+    _executions_indexed_on_every_partition_only(engine)
+    modes = [refreshing.refresh(engine).mode for _ in range(2)]
+    engine.dispose()
+    assert modes == ["full", "incremental"]

@@ -147,12 +147,24 @@ class Platform:
         self.read_by_refresh = dict(self.incidents)
 
 
+@pytest.fixture(params=generate.LAYOUTS)
+def any_layout_connection(request) -> sa.Connection:
+    """connection, on plain source tables and on range-partitioned ones (pg_partman's layout)."""
+    url = request.getfixturevalue("database_url" if request.param == "plain" else "partitioned_database_url")
+    engine = db.create_engine(url)
+    with engine.begin() as connection:
+        yield connection
+    engine.dispose()
+
+
 @settings(max_examples=30, deadline=timedelta(seconds=5), suppress_health_check=[HealthCheck.function_scoped_fixture])
 # The incremental path converts each row to the zone, the full path adds fixed offsets
 # (local_day_key_sql); zones east and west of UTC, one with a half-hour offset, must agree.
 @given(history=st.lists(steps, min_size=1, max_size=12), changes=st.lists(steps, min_size=1, max_size=25),
        zone=st.sampled_from(["Asia/Taipei", "America/Santiago", "Australia/Lord_Howe"]))
-def test_incremental_refreshes_equal_a_full_recomputation_after_any_changes(connection, history, changes, zone):
+def test_incremental_refreshes_equal_a_full_recomputation_after_any_changes(any_layout_connection, history, changes,
+                                                                           zone):
+    connection = any_layout_connection
     savepoint = connection.begin_nested()
     try:
         set_setting(connection, "timezone", zone)

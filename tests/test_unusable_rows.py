@@ -132,6 +132,6 @@ def test_check_suggests_a_unique_index_on_a_key_that_has_none(database_url, engi
         connection.execute(sa.text("alter table incidents drop constraint incidents_pkey"))
     report = json.loads(run("check", "--json", database_url=database_url).output)
     assert {"level": "suggestion", "subject": "incidents (incident_id)",
-            "message": "no unique index on incident_id: every refresh reads every incident_id to find the duplicates it skips",
+            "message": "no unique index on incident_id: every full refresh reads every incident_id to find the duplicates it skips",
             "statement": "CREATE UNIQUE INDEX CONCURRENTLY incidents_incident_id_unique ON public.incidents (incident_id);"
             } in report["findings"]

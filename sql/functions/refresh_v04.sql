@@ -110,6 +110,10 @@ declare
     incidents_reason text;
     executions_reason text;
     knowledge_reason text;
+    -- What an incremental run reads of each source (NULL when full: every row).
+    incidents_read text;
+    executions_read text;
+    knowledge_read text;
     incidents_rows text;
     executions_rows text;
     knowledge_rows text;
@@ -195,13 +199,6 @@ begin
         full_refresh_at := (flywheel.setting('full_refresh_at') #>> '{}')::time;
         perform set_config('lock_timeout', flywheel.setting_milliseconds('refresh_lock_timeout'), true);
 
-        incidents_reason := flywheel.unusable_row_reason_sql(source_schema, 'incidents');
-        executions_reason := flywheel.unusable_row_reason_sql(source_schema, 'auto_repair_executions');
-        knowledge_reason := flywheel.unusable_row_reason_sql(source_schema, 'knowledge_entries');
-        incidents_rows := flywheel.usable_rows_sql(source_schema, 'incidents', incidents_reason);
-        executions_rows := flywheel.usable_rows_sql(source_schema, 'auto_repair_executions', executions_reason);
-        knowledge_rows := flywheel.usable_rows_sql(source_schema, 'knowledge_entries', knowledge_reason);
-
         -- now's date in the zone (today_start is its midnight): rollup days from it on are "today".
         today := (metrics_now at time zone zone)::date;
 
@@ -219,16 +216,15 @@ begin
             state.knowledge_watermark := ceiling;
         end if;
         lookback := coalesce(state.lookback, interval '10 minutes');
+        -- An index serves when the table has a valid one, or, for a partitioned table, when every
+        -- leaf partition has one of its own (what check's partition-by-partition recipe leaves
+        -- before the parent's index is attached and valid).
         select coalesce(array_agg(wanted.what order by wanted.what) filter (where not wanted.present), '{}')
           into lacking
           from (
-            select what, exists (
-                       select from pg_index i
-                       join pg_attribute a on a.attrelid = i.indrelid and a.attnum = i.indkey[0]
-                       where i.indrelid = to_regclass(format('%I.%I', source_schema, source_table))
-                         and i.indisvalid
-                         and (leading_column is null or a.attname = leading_column)
-                         and (predicate is null or pg_get_expr(i.indpred, i.indrelid) = predicate)) as present
+            select index_wanted.what,
+                   coalesce(bool_or(served.indexed) filter (where tree.level = 0), false)
+                   or coalesce(bool_and(served.indexed) filter (where tree.isleaf and tree.level > 0), false) as present
             from (values
                 ('incidents', 'updated_at', null, 'an index on incidents (updated_at)'),
                 ('incidents', 'created_at', null, 'an index on incidents (created_at)'),
@@ -236,6 +232,28 @@ begin
                 ('knowledge_entries', 'created_at', null, 'an index on knowledge_entries (created_at)'),
                 ('knowledge_entries', null, '(embedding IS NULL)', 'an index on knowledge_entries WHERE embedding IS NULL')
             ) as index_wanted (source_table, leading_column, predicate, what)
+            left join lateral (
+                -- The table itself, then (partitioned) its partitions: pg_partition_tree lists
+                -- nothing for a plain table.
+                select table_itself.oid, 0, table_itself.relkind <> 'p'
+                from pg_class as table_itself
+                where table_itself.oid = to_regclass(format('%I.%I', source_schema, index_wanted.source_table))
+                union all
+                select partition.relid, partition.level, partition.isleaf
+                from pg_partition_tree(to_regclass(format('%I.%I', source_schema, index_wanted.source_table))) as partition
+                where partition.level > 0
+            ) as tree (relid, level, isleaf) on true
+            left join lateral (
+                select exists (
+                       select from pg_index i
+                       join pg_attribute a on a.attrelid = i.indrelid and a.attnum = i.indkey[0]
+                       where i.indrelid = tree.relid
+                         and i.indisvalid
+                         and (index_wanted.leading_column is null or a.attname = index_wanted.leading_column)
+                         and (index_wanted.predicate is null
+                              or pg_get_expr(i.indpred, i.indrelid) = index_wanted.predicate))
+            ) as served (indexed) on true
+            group by index_wanted.what
           ) as wanted;
         if not exists (select from pg_attribute
                        where attrelid = to_regclass(format('%I.incidents', source_schema))
@@ -268,6 +286,20 @@ begin
                                                                array_to_string(lacking, ', ')));
         end if;
         mode := case when mode_reason is null then 'incremental' else 'full' end;
+        -- The rows an incremental run reads (besides the tracked ones, which are among them or were
+        -- read before): where it looks for duplicated keys and counts the rows it skips.
+        if mode = 'incremental' then
+            incidents_read := format('updated_at > %L', coalesce(state.incidents_watermark - lookback, '-infinity'));
+            executions_read := format('created_at > %L', coalesce(state.executions_watermark - lookback, '-infinity'));
+            knowledge_read := format('embedding is null or created_at > %L',
+                                     coalesce(state.knowledge_watermark - lookback, '-infinity'));
+        end if;
+        incidents_reason := flywheel.unusable_row_reason_sql(source_schema, 'incidents', incidents_read);
+        executions_reason := flywheel.unusable_row_reason_sql(source_schema, 'auto_repair_executions', executions_read);
+        knowledge_reason := flywheel.unusable_row_reason_sql(source_schema, 'knowledge_entries', knowledge_read);
+        incidents_rows := flywheel.usable_rows_sql(source_schema, 'incidents', incidents_reason);
+        executions_rows := flywheel.usable_rows_sql(source_schema, 'auto_repair_executions', executions_reason);
+        knowledge_rows := flywheel.usable_rows_sql(source_schema, 'knowledge_entries', knowledge_reason);
         if current_setting('transaction_isolation') = 'read committed' then
             mode_reason := concat_ws('; ', mode_reason,
                                      'run under READ COMMITTED: a change committed during the run may drift until the next full refresh');
@@ -954,21 +986,12 @@ begin
         end if;
 
         -- The rows skipped as unusable, by reason: over every row when full, over the rows read when incremental.
-        if mode = 'full' then
-            unusable := jsonb_build_object(
-                'incidents', flywheel.unusable_rows(source_schema, 'incidents', incidents_reason),
-                'auto_repair_executions', flywheel.unusable_rows(source_schema, 'auto_repair_executions', executions_reason),
-                'knowledge_entries', flywheel.unusable_rows(source_schema, 'knowledge_entries', knowledge_reason));
-        else
-            unusable := jsonb_build_object(
-                'incidents', flywheel.unusable_rows(source_schema, 'incidents', incidents_reason,
-                    format('updated_at > %L', coalesce(state.incidents_watermark - lookback, '-infinity'))),
-                'auto_repair_executions', flywheel.unusable_rows(source_schema, 'auto_repair_executions', executions_reason,
-                    format('created_at > %L', coalesce(state.executions_watermark - lookback, '-infinity'))),
-                'knowledge_entries', flywheel.unusable_rows(source_schema, 'knowledge_entries', knowledge_reason,
-                    format('embedding is null or created_at > %L',
-                           coalesce(state.knowledge_watermark - lookback, '-infinity'))));
-        end if;
+        unusable := jsonb_build_object(
+            'incidents', flywheel.unusable_rows(source_schema, 'incidents', incidents_reason, incidents_read),
+            'auto_repair_executions', flywheel.unusable_rows(source_schema, 'auto_repair_executions', executions_reason,
+                                                             executions_read),
+            'knowledge_entries', flywheel.unusable_rows(source_schema, 'knowledge_entries', knowledge_reason,
+                                                        knowledge_read));
         unusable := nullif(jsonb_strip_nulls(unusable), '{}');
 
         -- Whole-history totals and the day-aligned windows, from the rollups just written.

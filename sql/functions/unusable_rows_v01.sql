@@ -9,21 +9,24 @@
 --   id_too_long                 its key is longer than 1000 bytes as text (an index row holds ~2700);
 --   id_duplicated               another row has the same key (every copy is skipped: none is the real
 --                               one); looked for only when no unique index on the key rules it out,
---                               which costs a pass over every key per refresh;
+--                               and, in an incremental run, only among the keys of the rows it reads
+--                               (through an index on the key, where there is one: a partitioned
+--                               table's primary key leads with it), so a routine run does not read
+--                               every key;
 --   notification_type_too_long  (incidents) longer than 1000 bytes: tracked_incidents indexes it;
 --   created_at_out_of_range     before 1900-01-01 or from 10000-01-01 (UTC) on, infinity included:
 --                               no local day can be computed for it. NULL stays an undated row, counted.
 --
--- unusable_row_reason_sql(schema, table) gives the rule as a SQL expression over a row of the table
--- (NULL: usable); usable_rows_sql(schema, table, reason) the subquery of the usable rows that
+-- unusable_row_reason_sql(schema, table, read_condition) gives the rule as a SQL expression over a
+-- row of the table (NULL: usable), for the rows read_condition selects (NULL: every row); usable_rows_sql(schema, table, reason) the subquery of the usable rows that
 -- flywheel.refresh() reads instead of each table. unusable_rows(schema, table, reason, condition)
 -- counts the skipped rows by reason among those the condition selects; unusable_source_rows(schema)
 -- counts them over the whole of every source table.
 --
 -- When changing this, also change: docs/contract.md ("Rows the metrics skip").
 --
--- drop: drop function if exists flywheel.unusable_source_rows(text); drop function if exists flywheel.unusable_rows(text, text, text, text); drop function if exists flywheel.usable_rows_sql(text, text, text); drop function if exists flywheel.unusable_row_reason_sql(text, text)
-create function flywheel.unusable_row_reason_sql(source_schema text, source_table text)
+-- drop: drop function if exists flywheel.unusable_source_rows(text); drop function if exists flywheel.unusable_rows(text, text, text, text); drop function if exists flywheel.usable_rows_sql(text, text, text); drop function if exists flywheel.unusable_row_reason_sql(text, text, text)
+create function flywheel.unusable_row_reason_sql(source_schema text, source_table text, read_condition text default null)
 returns text
 language plpgsql
 stable
@@ -43,7 +46,10 @@ begin
                    where i.indrelid = source and i.indisunique and i.indisvalid and i.indnkeyatts = 1
                      and i.indpred is null and i.indexprs is null and a.attname = key_column) then
         execute format('select coalesce(array_agg(key), ''{}'') from (select %1$I::text as key from %2$s'
-                       ' where %1$I is not null group by 1 having count(*) > 1) as duplicated', key_column, source)
+                       ' where %1$I is not null %3$s group by 1 having count(*) > 1) as duplicated', key_column, source,
+                       case when read_condition is not null
+                            then format('and %1$I in (select %1$I from %2$s where %3$s)', key_column, source, read_condition)
+                            else '' end)
            into duplicated;
     end if;
     reason := format('case when %1$I is null then ''id_missing'' when octet_length(%1$I::text) > 1000 then ''id_too_long''',
@@ -59,8 +65,8 @@ begin
 end
 $$;
 
-comment on function flywheel.unusable_row_reason_sql(text, text) is
-    'SQL expression over a row of a source table: why the refresh cannot use it (id_missing, id_too_long, id_duplicated, notification_type_too_long, created_at_out_of_range), NULL when it can';
+comment on function flywheel.unusable_row_reason_sql(text, text, text) is
+    'SQL expression over a row of a source table: why the refresh cannot use it (id_missing, id_too_long, id_duplicated, notification_type_too_long, created_at_out_of_range), NULL when it can; duplicates looked for among the keys of the rows read_condition selects (NULL: every row)';
 
 -- The filter is "(case when (reason) is null then true end) is not null" rather than "(reason) is
 -- null": the planner estimates IS NOT NULL of an expression it has no statistics for as 99.5% of the
@@ -89,14 +95,14 @@ begin
     execute format('select jsonb_object_agg(reason, rows order by reason) from ('
                    'select reason, count(*) as rows from (select %s as reason from %I.%I where %s) as row_reason'
                    ' where reason is not null group by reason) as counted',
-                   reason_sql, source_schema, source_table, condition)
+                   reason_sql, source_schema, source_table, coalesce(condition, 'true'))
        into counted;
     return counted;
 end
 $$;
 
 comment on function flywheel.unusable_rows(text, text, text, text) is
-    'Rows of a source table the refresh skips, by reason ({"id_missing": 2}), among those the condition selects; NULL when none';
+    'Rows of a source table the refresh skips, by reason ({"id_missing": 2}), among those the condition selects (NULL: every row); NULL when none';
 
 create function flywheel.unusable_source_rows(source_schema text)
 returns table (source_table text, reason text, rows bigint)

@@ -6,7 +6,8 @@
 -- database with this contract.
 --
 -- embedding is real[] here; in production it is pgvector's vector. The metrics only ask IS NULL, so
--- any type serves. The indexes are the ones `flywheel-sync check` recommends.
+-- any type serves. The indexes are the ones `flywheel-sync check` recommends. The same tables,
+-- range-partitioned by month: platform_schema_partitioned.sql (change both together).
 create table if not exists incidents (
     incident_id       text primary key,
     alertname         text,
