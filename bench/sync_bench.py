@@ -104,7 +104,7 @@ def run(keys: int, repeat: int) -> dict:
         drop_bench_database(servers.database_url)
     return {"keys": keys, "repeat": repeat, "cpus": os.cpu_count(), "load_average": os.getloadavg(),
             "redis_parser": "hiredis" if HIREDIS_AVAILABLE else "python",
-            "redis": syncing.mask_redis_url(servers.redis_url), "database": db.mask(servers.database_url),
+            "redis": db.mask(servers.redis_url), "database": db.mask(servers.database_url),
             "results": rows}
 
 

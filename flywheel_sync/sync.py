@@ -29,7 +29,6 @@ from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import NamedTuple
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import redis
@@ -41,7 +40,8 @@ from sqlalchemy.engine import Engine
 
 from . import db, playbooks
 from .db import REDIS_URL_ENV
-from .errors import FlywheelError
+from .errors import AuthenticationFailed, FlywheelError
+from .urls import mask, problem
 
 DEFAULT_PATTERN = "playbook:PB-*"
 SCAN_COUNT = 1000
@@ -126,20 +126,13 @@ class InvalidRow:
 # Redis
 
 
-def mask_redis_url(url: str) -> str:
-    """The URL as it may be shown: password replaced by ***."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
-
-
 def connect_redis(url: str | None) -> redis.Redis | RedisCluster:
     """A client for the URL: a cluster client when the server says it is part of a Redis Cluster."""
     if not url:
         raise RedisUnavailable(NO_REDIS)
+    malformed = problem(url)
+    if malformed:
+        raise RedisUnavailable(f"the Redis URL cannot be read: {malformed}")
     options = {"socket_timeout": REDIS_TIMEOUT_SECONDS, "socket_connect_timeout": REDIS_TIMEOUT_SECONDS}
     try:
         # No silent reconnects: a connection dropped mid-SCAN must end the pass as incomplete, and a
@@ -155,12 +148,26 @@ def connect_redis(url: str | None) -> redis.Redis | RedisCluster:
         raise redis_unavailable(url, exc) from exc
 
 
-def redis_unavailable(url: str, exc: BaseException) -> RedisUnavailable:
+def redis_unavailable(url: str, exc: BaseException) -> FlywheelError:
+    """One line for a Redis that refused the credentials (AuthenticationFailed) or cannot be reached."""
     detail = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else type(exc).__name__
+    if is_authentication_failure(exc):
+        if "HELLO must be called" in detail or "NOAUTH" in detail:
+            return AuthenticationFailed(
+                f"Redis at {mask(url)} wants a password: put it in the URL, URL-encoded "
+                f"(redis://:PASSWORD@host:6379/0, or redis://USER:PASSWORD@host:6379/0 for an ACL user), "
+                f"in {REDIS_URL_ENV} or --redis-url.")
+        return AuthenticationFailed(
+            f"Redis at {mask(url)} refused the user and password of the URL ({detail}). "
+            f"Check them in {REDIS_URL_ENV} or --redis-url (URL-encoded; an ACL user as redis://USER:PASSWORD@host).")
     return RedisUnavailable(
-        f"cannot reach Redis at {mask_redis_url(url)}: {detail}. "
+        f"cannot reach Redis at {mask(url)}: {detail}. "
         f"Check that the server is up and the URL is right ({REDIS_URL_ENV} or --redis-url)."
     )
+
+
+def is_authentication_failure(exc: BaseException) -> bool:
+    return isinstance(exc, redis.exceptions.AuthenticationError) or str(exc).startswith("NOAUTH")
 
 
 def key_prefix(pattern: str) -> bytes:

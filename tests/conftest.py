@@ -1,7 +1,10 @@
 """One way to get real servers for every test: PostgreSQL and Redis, embedded by default.
 
 FLYWHEEL_TEST_DATABASE_URL points the tests at a PostgreSQL server instead (a URL whose user may
-create databases); FLYWHEEL_TEST_REDIS_URL at a Redis server. Either way the tests only touch what
+create databases and roles; no superuser needed); FLYWHEEL_TEST_REDIS_URL at a Redis server.
+The embedded servers are set up as production has them: PostgreSQL checks passwords over TCP
+(scram-sha-256) and Redis wants an ACL user's password, with characters a URL must encode, so no
+test can pass by trust alone (.ci/production-servers does the same with Debian's PostgreSQL 15). Either way the tests only touch what
 they create: databases named flywheel_test_*, dropped at the end, and Redis keys under a random
 prefix of each test, deleted afterwards. Nothing is ever flushed.
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import secrets
 import shutil
 import socket
 import subprocess
@@ -21,6 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import pytest
 import redis
@@ -41,8 +46,42 @@ def postgres_server_url(tmp_path_factory) -> Iterator[str]:
         return
     folder = tmp_path_factory.mktemp("postgres")
     server = embedded.start_postgres(folder)
-    yield server.url
+    yield _require_passwords(server.url)
     embedded.stop(folder)
+
+
+def awkward_password() -> str:
+    """A password holding every character a URL must encode, and a random part."""
+    return f"p@ss/w:rd%?#&= {secrets.token_hex(4)}"
+
+
+def _require_passwords(url: str) -> str:
+    """Make the embedded server ask for the superuser's password over TCP (scram-sha-256); its URL."""
+    password = awkward_password()
+    admin = db.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with admin.connect() as connection:
+        connection.execute(sa.text("select set_config('password_encryption', 'scram-sha-256', false)"))
+        connection.execute(sa.text(connection.execute(
+            sa.text("select format('alter role postgres password %L', cast(:password as text))"),
+            {"password": password}).scalar_one()))
+        hba_file = connection.execute(sa.text("show hba_file")).scalar_one()
+        with open(hba_file, "w") as hba:  # the Unix socket stays trusted: pg_ctl and the tests' restarts use it
+            hba.write("local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n")
+        connection.execute(sa.text("select pg_reload_conf()"))
+    admin.dispose()
+    with_password = db.parse_url(url).set(password=password).render_as_string(hide_password=False)
+    refused = db.create_engine(url, poolclass=sa.pool.NullPool)
+    _wait_until(lambda: not _connects(refused))  # the reload has taken effect: trust is gone
+    refused.dispose()
+    return with_password
+
+
+def _connects(engine: sa.Engine) -> bool:
+    try:
+        with engine.connect():
+            return True
+    except sa.exc.OperationalError:
+        return False
 
 
 FLYWHEEL_ROLES = ("flywheel_reader", "flywheel_refresher")
@@ -112,6 +151,50 @@ def database_url(databases, migrated_template) -> str:
     return databases.url(databases.create(template=migrated_template))
 
 
+class WorkerLogin:
+    """The sync worker's login as docs/sync.md sets it up: LOGIN with a password, granted
+    flywheel_refresher and nothing else. Cluster-wide, so one serves the session; dropped after it."""
+
+    def __init__(self, server_url: str) -> None:
+        self.name = f"flywheel_test_worker_{uuid.uuid4().hex[:8]}"
+        self.password = awkward_password()
+        self.admin = db.create_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+        with self.admin.connect() as connection:
+            statement = connection.execute(sa.text(
+                "select format('create role %I login password %L in role flywheel_refresher',"
+                " cast(:name as text), cast(:password as text))"), {"name": self.name, "password": self.password})
+            connection.execute(sa.text(statement.scalar_one()))
+
+    def url(self, database_url: str) -> str:
+        return db.parse_url(database_url).set(username=self.name, password=self.password) \
+            .render_as_string(hide_password=False)
+
+    def drop(self) -> None:
+        with self.admin.connect() as connection:
+            connection.execute(sa.text(f"drop role if exists {self.name}"))
+        self.admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def worker_login(postgres_server_url, migrated_template) -> Iterator[WorkerLogin]:
+    login = WorkerLogin(postgres_server_url)
+    yield login
+    login.drop()
+
+
+@pytest.fixture
+def worker_url(database_url, worker_login) -> str:
+    """This test's database, as the sync worker's login."""
+    return worker_login.url(database_url)
+
+
+@pytest.fixture
+def worker_engine(worker_url) -> Iterator[sa.Engine]:
+    engine = db.create_engine(worker_url)
+    yield engine
+    engine.dispose()
+
+
 @pytest.fixture
 def empty_database_url(databases) -> str:
     """A database of this test's own with nothing in it."""
@@ -120,6 +203,14 @@ def empty_database_url(databases) -> str:
 
 @pytest.fixture
 def engine(database_url) -> Iterator[sa.Engine]:
+    engine = db.create_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def owner_engine(database_url) -> Iterator[sa.Engine]:
+    """The test database as its owner, where ``engine`` is overridden by a module (the sync tests)."""
     engine = db.create_engine(database_url)
     yield engine
     engine.dispose()
@@ -141,8 +232,18 @@ def redis_server_url(tmp_path_factory) -> Iterator[str]:
         return
     folder = tmp_path_factory.mktemp("redis")
     server = embedded.start_redis(folder)
-    yield server.url
+    yield _require_redis_user(server.url)
     embedded.stop(folder)
+
+
+def _require_redis_user(url: str) -> str:
+    """Give the embedded Redis a password (requirepass) and an ACL user; the ACL user's URL."""
+    user, password = "flywheel_test", awkward_password().replace(" ", "_")
+    client = redis.Redis.from_url(url)
+    client.acl_setuser(user, enabled=True, passwords=[f"+{password}"], keys=["*"], channels=["*"], commands=["+@all"])
+    client.config_set("requirepass", secrets.token_hex(16))
+    client.close()
+    return url.replace("redis://", f"redis://{user}:{quote(password, safe='')}@", 1)
 
 
 @pytest.fixture

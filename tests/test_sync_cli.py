@@ -12,9 +12,9 @@ from tests.platform import playbook_value
 
 
 @pytest.fixture
-def invoke(database_url, redis_server_url, playbook_pattern):
+def invoke(worker_url, redis_server_url, playbook_pattern):
     def run(*arguments: str, redis_url: str | None = redis_server_url):
-        environment = {"FLYWHEEL_DATABASE_URL": database_url, "FLYWHEEL_REDIS_URL": redis_url}
+        environment = {"FLYWHEEL_DATABASE_URL": worker_url, "FLYWHEEL_REDIS_URL": redis_url}
         return CliRunner().invoke(cli, ["sync", "--pattern", playbook_pattern, *arguments], env=environment)
 
     return run

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
+import pytest
 import redis
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
@@ -13,6 +14,12 @@ from hypothesis import strategies as st
 from flywheel_sync import embedded
 from flywheel_sync import sync as syncing
 from tests.platform import add_playbook, mirror_of, playbook_value, refresh, set_setting, sync_log
+
+
+@pytest.fixture
+def engine(worker_engine):
+    """The sync runs as the worker's login, granted only what docs/sync.md says (tests/conftest.py)."""
+    return worker_engine
 
 
 def run(engine, client, pattern, **options):
@@ -182,8 +189,8 @@ def test_a_pass_records_itself_in_the_sync_log(engine, redis_client, playbook_pa
     assert logged.finished_at >= logged.started_at
 
 
-def test_a_pass_prunes_sync_log_rows_older_than_the_retention(engine, redis_client, playbook_pattern):
-    with engine.begin() as connection:
+def test_a_pass_prunes_sync_log_rows_older_than_the_retention(engine, owner_engine, redis_client, playbook_pattern):
+    with owner_engine.begin() as connection:
         set_setting(connection, "retention", "1 day")
         connection.execute(sa.text(
             "insert into flywheel.sync_log (started_at, mode, complete) values (now() - :age, 'pass', true)"

@@ -22,6 +22,12 @@ from tests.platform import eventually, mirror_of, playbook_value, sync_log
 pytestmark = pytest.mark.usefixtures("keyspace_events_restored")
 
 
+@pytest.fixture
+def engine(worker_engine):
+    """The sync runs as the worker's login, granted only what docs/sync.md says (tests/conftest.py)."""
+    return worker_engine
+
+
 def subscribed(running) -> bool:
     return bool(running.log.events("subscribed")) and bool(running.log.events("reconciled"))
 
@@ -145,11 +151,11 @@ def test_without_config_permission_the_worker_says_how_and_still_reconciles(engi
 
 
 @pytest.mark.slow
-def test_sigterm_during_a_pass_exits_zero_and_keeps_only_whole_batches(database_url, own_redis, tmp_path):
+def test_sigterm_during_a_pass_exits_zero_and_keeps_only_whole_batches(database_url, worker_url, own_redis, tmp_path):
     client = redis.Redis.from_url(own_redis.url)
     syncing.load_sample_playbooks(client, "playbook:", 30 * syncing.SCAN_COUNT)
     command = [sys.executable, "-m", "flywheel_sync", "sync", "--follow", "--log-format", "json"]
-    environment = {**os.environ, "FLYWHEEL_DATABASE_URL": database_url, "FLYWHEEL_REDIS_URL": own_redis.url}
+    environment = {**os.environ, "FLYWHEEL_DATABASE_URL": worker_url, "FLYWHEEL_REDIS_URL": own_redis.url}
     process = subprocess.Popen(command, env=environment, stderr=subprocess.PIPE, text=True)
     for line in process.stderr:
         if json.loads(line)["event"] == "subscribed":
