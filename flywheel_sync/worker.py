@@ -56,6 +56,7 @@ class FollowOptions:
     refresh_every: float | None = None
     refresh_after_change: bool = False
     wait_for_lock: bool = True
+    allow_mass_delete: bool = False
     lock_retry_seconds: float = 10.0
     backoff_base: float = 0.5
     backoff_cap: float = 60.0
@@ -164,7 +165,7 @@ def follow(engine: Engine, options: FollowOptions, log: Log, stopping: Stopping)
 
 def _retry(log: Log, backoff: Backoff, stopping: Stopping, event: str, server: str, exc: BaseException) -> None:
     delay = backoff.next_delay()
-    log(event, server=server, error=_one_line(exc), attempt=backoff.attempt, retry_in_seconds=delay)
+    log(event, server=server, error=syncing.first_line(exc), attempt=backoff.attempt, retry_in_seconds=delay)
     stopping.wait(delay)
 
 
@@ -281,11 +282,16 @@ def _work(engine, options: FollowOptions, log: Log, stopping: Stopping, totals: 
 def _reconcile(engine, client, options: FollowOptions, log: Log, totals: Totals, collect, pending: set[bytes]) -> None:
     """A full pass; events arriving meanwhile are collected into ``pending`` and spared its deletes."""
     result = syncing.sync_pass(engine, client, options.pattern, mode="follow",
-                               between_batches=collect, protected=lambda: pending)
+                               between_batches=collect, protected=lambda: pending,
+                               allow_mass_delete=options.allow_mass_delete)
     totals.passes += 1
     log("reconciled", **{key: value for key, value in result.as_dict().items() if key != "mode"})
     if result.error == syncing.STOPPED:
         raise syncing.Interrupted(result.error)
+    if result.error and result.error.startswith(syncing.MASS_DELETE_REFUSED):
+        # Not a fault to retry: the worker keeps applying events and says so again at each pass.
+        log("mass_delete_refused", sync_id=result.sync_id, error=result.error)
+        return
     if not result.complete:
         raise redis.exceptions.ConnectionError(result.error or "incomplete pass")
     if options.refresh_after_change and result.inserted + result.updated + result.deleted:
@@ -307,7 +313,7 @@ def _refresh(engine, log: Log, totals: Totals, reason: str) -> None:
     try:
         result = refreshing.refresh(engine)
     except (RefreshBusy, RefreshFailed) as exc:
-        log("refresh_failed", reason=reason, error=_one_line(exc))
+        log("refresh_failed", reason=reason, error=syncing.first_line(exc))
         return
     totals.refreshes += 1
     log("refreshed", reason=reason, refresh_id=result.refresh_id, ms=result.total_ms)
@@ -344,7 +350,7 @@ def _notifications_enabled(node_client, options: FollowOptions, log: Log, where:
             log("notifications_enabled", node=where, flags=current + missing, were=current or "(none)")
         return True
     except redis.exceptions.ResponseError as exc:
-        log("notifications_unavailable", node=where, error=_one_line(exc),
+        log("notifications_unavailable", node=where, error=syncing.first_line(exc),
             fix=f"redis-cli CONFIG SET notify-keyspace-events {NOTIFY_FLAGS} (or notify-keyspace-events "
                 f"{NOTIFY_FLAGS} in redis.conf; CONFIG is refused to this user)",
             fallback=f"changes appear at the next reconciliation, every {options.reconcile_every:g} s")
@@ -366,7 +372,3 @@ def _drain(subscriptions: list, pending: set[bytes], totals: Totals, stopping: S
                 pending.add(message["channel"].split(b":", 1)[1])
                 totals.events += 1
 
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
