@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 from decimal import Decimal
 from typing import NamedTuple
 
@@ -55,6 +56,21 @@ class Record(NamedTuple):
 def readable(raw: bytes) -> str:
     """Bytes as text PostgreSQL accepts: UTF-8 as is, other bytes and NUL shown as \\xNN."""
     return raw.decode("utf-8", "backslashreplace").replace("\x00", "\\x00")
+
+
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# Control and format characters: terminal escape sequences (ESC, CSI), line breaks, bidi overrides.
+_UNPRINTABLE = ("Cc", "Cf", "Zl", "Zp")
+
+
+def printable(text: str) -> str:
+    """Text safe to print on a terminal: control and format characters shown as escapes (\x1b, \u202e)."""
+    if text.isprintable():
+        return text
+    return "".join(
+        _NAMED_ESCAPES.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+        if unicodedata.category(char) in _UNPRINTABLE else char
+        for char in text)
 
 
 def validate(raw: bytes) -> Record:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import random
 import signal
 import sys
@@ -161,6 +162,20 @@ def follow(engine: Engine, options: FollowOptions, log: Log, stopping: Stopping)
     log("stopped", passes=totals.passes, events=totals.events, keys_applied=totals.keys_applied,
         refreshes=totals.refreshes)
     return totals
+
+
+def exit_after_signal(engine: Engine, stopping: Stopping) -> None:
+    """When a signal stopped the worker: close the database connections, flush, and exit 0 at once.
+
+    The interpreter's own teardown (freeing every module's objects) took 0.2-0.5 s here and seconds
+    on a loaded host, a process still alive after saying "stopped" to whoever sent the signal.
+    """
+    if not stopping.signal_name:
+        return
+    engine.dispose()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _retry(log: Log, backoff: Backoff, stopping: Stopping, event: str, server: str, exc: BaseException) -> None:

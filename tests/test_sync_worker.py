@@ -178,6 +178,24 @@ def test_sigterm_during_a_pass_exits_zero_and_keeps_only_whole_batches(database_
     client.close()
 
 
+@pytest.mark.slow
+def test_after_sigterm_the_worker_exits_within_a_second_of_saying_stopped(worker_url, own_redis):
+    command = [sys.executable, "-m", "flywheel_sync", "sync", "--follow", "--log-format", "json"]
+    environment = {**os.environ, "FLYWHEEL_DATABASE_URL": worker_url, "FLYWHEEL_REDIS_URL": own_redis.url}
+    process = subprocess.Popen(command, env=environment, stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:
+        if json.loads(line)["event"] == "reconciled":
+            break
+    process.send_signal(signal.SIGTERM)
+    for line in process.stderr:
+        if json.loads(line)["event"] == "stopped":
+            break
+    stopped = time.monotonic()
+    assert process.wait(20) == 0
+    # Issue 10 saw 2-4 s here on a loaded host (the interpreter's teardown); the worker now skips it.
+    assert time.monotonic() - stopped < 1.0
+
+
 def test_backoff_doubles_up_to_its_cap_with_jitter():
     backoff = worker.Backoff(base=0.5, cap=4.0)
     delays = [backoff.next_delay() for _ in range(6)]

@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from .. import playbooks
 from .. import sync as syncing
 from .. import worker
 from .options import as_json, echo_json, echo_table, redis_url, with_engine
@@ -70,6 +71,7 @@ def sync(engine, redis_url: str | None, pattern: str, follow: bool, list_invalid
         log = worker.Log(json_lines=log_format == "json")
         stopping.install_signal_handlers()
         worker.follow(engine, options, log, stopping)
+        worker.exit_after_signal(engine, stopping)
     else:
         _one_pass(engine, _required(redis_url), pattern, allow_mass_delete, as_json)
 
@@ -115,7 +117,10 @@ def _print_invalid(rows: list[syncing.InvalidRow], as_json: bool) -> None:
                     "invalid_reason": row.invalid_reason, "raw_excerpt": row.raw_excerpt,
                     "changed_at": row.changed_at} for row in rows])
         return
-    echo_table(["playbook_id", "reason", "changed_at"], [[row.playbook_id, row.invalid_reason, row.changed_at] for row in rows])
+    # A key or a value may hold terminal escape sequences: shown escaped, never sent to the terminal.
+    echo_table(["playbook_id", "reason", "changed_at"],
+               [[playbooks.printable(row.playbook_id), playbooks.printable(row.invalid_reason), row.changed_at]
+                for row in rows])
     click.echo(f"{len(rows)} invalid record(s); they count in no metric until fixed in Redis")
 
 
