@@ -150,16 +150,22 @@ def test_without_config_permission_the_worker_says_how_and_still_reconciles(engi
     admin.close()
 
 
+def worker_process(database_url: str, redis_url: str, until_event: str) -> subprocess.Popen:
+    """`flywheel-sync sync --follow` as a process of its own, once it has logged ``until_event``."""
+    command = [sys.executable, "-m", "flywheel_sync", "sync", "--follow", "--log-format", "json"]
+    environment = {**os.environ, "FLYWHEEL_DATABASE_URL": database_url, "FLYWHEEL_REDIS_URL": redis_url}
+    process = subprocess.Popen(command, env=environment, stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:
+        if json.loads(line)["event"] == until_event:
+            break
+    return process
+
+
 @pytest.mark.slow
 def test_sigterm_during_a_pass_exits_zero_and_keeps_only_whole_batches(database_url, worker_url, own_redis, tmp_path):
     client = redis.Redis.from_url(own_redis.url)
     syncing.load_sample_playbooks(client, "playbook:", 30 * syncing.SCAN_COUNT)
-    command = [sys.executable, "-m", "flywheel_sync", "sync", "--follow", "--log-format", "json"]
-    environment = {**os.environ, "FLYWHEEL_DATABASE_URL": worker_url, "FLYWHEEL_REDIS_URL": own_redis.url}
-    process = subprocess.Popen(command, env=environment, stderr=subprocess.PIPE, text=True)
-    for line in process.stderr:
-        if json.loads(line)["event"] == "subscribed":
-            break
+    process = worker_process(worker_url, own_redis.url, "subscribed")
     time.sleep(0.2)
     process.send_signal(signal.SIGTERM)
     rest = [json.loads(line) for line in process.stderr]
@@ -180,12 +186,7 @@ def test_sigterm_during_a_pass_exits_zero_and_keeps_only_whole_batches(database_
 
 @pytest.mark.slow
 def test_after_sigterm_the_worker_exits_within_a_second_of_saying_stopped(worker_url, own_redis):
-    command = [sys.executable, "-m", "flywheel_sync", "sync", "--follow", "--log-format", "json"]
-    environment = {**os.environ, "FLYWHEEL_DATABASE_URL": worker_url, "FLYWHEEL_REDIS_URL": own_redis.url}
-    process = subprocess.Popen(command, env=environment, stderr=subprocess.PIPE, text=True)
-    for line in process.stderr:
-        if json.loads(line)["event"] == "reconciled":
-            break
+    process = worker_process(worker_url, own_redis.url, "reconciled")
     process.send_signal(signal.SIGTERM)
     for line in process.stderr:
         if json.loads(line)["event"] == "stopped":
