@@ -77,6 +77,15 @@ def drop_bench_database(server_url: str) -> None:
     admin.dispose()
 
 
+def remove_bench_data(client, prefix: str, engine, server_url: str) -> None:
+    """The benchmark's keys and database, gone; its connections closed."""
+    for batch in syncing.scan_batches(client, f"{prefix}*"):
+        client.delete(*batch)
+    client.close()
+    engine.dispose()
+    drop_bench_database(server_url)
+
+
 def run(keys: int, repeat: int) -> dict:
     servers = demo.servers(os.environ.get(db.DATABASE_URL_ENV), os.environ.get(db.REDIS_URL_ENV))
     prefix = f"flywheel-bench:{uuid.uuid4().hex[:8]}:playbook:"
@@ -105,11 +114,7 @@ def run(keys: int, repeat: int) -> dict:
             rows.append({"run": name, "seconds": round(seconds, 3), "keys_per_second": round(keys / seconds),
                          "speedup_vs_old": round(old_seconds / seconds, 1)})
     finally:
-        for batch in syncing.scan_batches(client, f"{prefix}*"):
-            client.delete(*batch)
-        client.close()
-        engine.dispose()
-        drop_bench_database(servers.database_url)
+        remove_bench_data(client, prefix, engine, servers.database_url)
     return {"keys": keys, "repeat": repeat, "cpus": os.cpu_count(), "load_average": os.getloadavg(),
             "redis_parser": "hiredis" if HIREDIS_AVAILABLE else "python",
             "redis": db.mask(servers.redis_url), "database": db.mask(servers.database_url),
@@ -137,11 +142,7 @@ def oversized_memory(keys: int) -> dict:
             write_oversized(client, f"{prefix}PB-HUGE-{number}")
         rows += [measure(f"pass with {OVERSIZED_KEYS} values of 50 MB added"), measure("no-change pass, with them")]
     finally:
-        for batch in syncing.scan_batches(client, f"{prefix}*"):
-            client.delete(*batch)
-        client.close()
-        engine.dispose()
-        drop_bench_database(servers.database_url)
+        remove_bench_data(client, prefix, engine, servers.database_url)
     return {"keys": keys, "oversized": f"{OVERSIZED_KEYS} x {OVERSIZED_BYTES:,} bytes", "load_average": os.getloadavg(),
             "redis": db.mask(servers.redis_url), "database": db.mask(servers.database_url), "memory": rows}
 
