@@ -139,13 +139,19 @@ class InvalidRow:
 # Redis
 
 
-def connect_redis(url: str | None) -> redis.Redis | RedisCluster:
-    """A client for the URL: a cluster client when the server says it is part of a Redis Cluster."""
+def require_redis_url(url: str | None) -> str:
+    """The URL, or RedisUnavailable when it is missing or cannot be read (before anything connects)."""
     if not url:
         raise RedisUnavailable(NO_REDIS)
     malformed = problem(url)
     if malformed:
         raise RedisUnavailable(f"the Redis URL cannot be read: {malformed}")
+    return url
+
+
+def connect_redis(url: str | None) -> redis.Redis | RedisCluster:
+    """A client for the URL: a cluster client when the server says it is part of a Redis Cluster."""
+    url = require_redis_url(url)
     options = {"socket_timeout": REDIS_TIMEOUT_SECONDS, "socket_connect_timeout": REDIS_TIMEOUT_SECONDS}
     try:
         # No silent reconnects: a connection dropped mid-SCAN must end the pass as incomplete, and a

@@ -168,3 +168,22 @@ def test_the_exporter_announces_its_database_without_the_password():
         process.terminate()
         process.communicate(timeout=30)
     assert "password=***" in announced and "Sekr1t" not in announced
+
+
+@pytest.mark.parametrize("given_database_url, given_redis_url, problem", [
+    ("postgresql://flywheel:p@ss@127.0.0.1/platform", None, "unencoded '@'"),
+    ("postgresql://flywheel:pw@127.0.0.1:five/platform", None, "port is not a number"),
+    (None, "redis://:pa/ss@127.0.0.1:6379/0", "unencoded '/'"),
+    (None, "redis://:pw@127.0.0.1:six/0", "port is not a number"),
+], ids=["pg-at", "pg-port", "redis-slash", "redis-port"])
+def test_a_malformed_url_is_refused_in_one_line_before_anything_connects(
+        worker_url, redis_server_url, given_database_url, given_redis_url, problem):
+    result = sync(given_database_url or worker_url, given_redis_url or redis_server_url)
+    assert result.exit_code == 1
+    assert problem in error_line(result) and "URL-encode the user name and password" in error_line(result)
+
+
+def test_the_worker_refuses_a_malformed_redis_url_before_it_starts(worker_url):
+    result = sync(worker_url, "redis://:pa/ss@127.0.0.1:1/0", "--follow")
+    assert result.exit_code == 1
+    assert "the Redis URL cannot be read: its user name or password holds an unencoded '/'" in error_line(result)

@@ -64,7 +64,7 @@ def sync(engine, redis_url: str | None, pattern: str, follow: bool, list_invalid
         _health(engine, max_age, as_json)
     elif follow:
         options = worker.FollowOptions(
-            redis_url=_required(redis_url), pattern=pattern, reconcile_every=reconcile_every,
+            redis_url=syncing.require_redis_url(redis_url), pattern=pattern, reconcile_every=reconcile_every,
             refresh_every=refresh_every, refresh_after_change=refresh_after_change, wait_for_lock=not no_wait,
             allow_mass_delete=allow_mass_delete)
         stopping = worker.Stopping()
@@ -73,13 +73,7 @@ def sync(engine, redis_url: str | None, pattern: str, follow: bool, list_invalid
         worker.follow(engine, options, log, stopping)
         worker.exit_after_signal(engine, stopping)
     else:
-        _one_pass(engine, _required(redis_url), pattern, allow_mass_delete, as_json)
-
-
-def _required(redis_url: str | None) -> str:
-    if not redis_url:
-        raise syncing.RedisUnavailable(syncing.NO_REDIS)
-    return redis_url
+        _one_pass(engine, syncing.require_redis_url(redis_url), pattern, allow_mass_delete, as_json)
 
 
 def _one_pass(engine, redis_url: str, pattern: str, allow_mass_delete: bool, as_json: bool) -> None:
