@@ -98,6 +98,7 @@ class Databases:
         self.server_url = server_url
         self.admin = db.create_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
         self.created: list[str] = []
+        self.granted: list[str] = []
         with self.admin.connect() as connection:
             self.roles_before = set(connection.execute(
                 sa.text("select rolname from pg_roles where rolname = any(:names)"), {"names": list(FLYWHEEL_ROLES)}
@@ -114,8 +115,23 @@ class Databases:
         self.created.append(name)
         return name
 
+    def may_set_flywheel_roles(self) -> None:
+        """Make the test login a member of the flywheel roles, so that tests may SET ROLE to them.
+
+        A superuser may anyway; a login with CREATEROLE (production conditions) gets the membership
+        for the session, taken back at its end.
+        """
+        with self.admin.connect() as connection:
+            for role in FLYWHEEL_ROLES:
+                if not connection.execute(sa.text("select pg_has_role(current_user, :role, 'member')"),
+                                          {"role": role}).scalar_one():
+                    connection.execute(sa.text(f"grant {role} to current_user"))
+                    self.granted.append(role)
+
     def drop_all(self) -> None:
         with self.admin.connect() as connection:
+            for role in self.granted:
+                connection.execute(sa.text(f"revoke {role} from current_user"))
             for name in reversed(self.created):
                 connection.execute(sa.text(f"drop database if exists {name} with (force)"))
             for role in set(FLYWHEEL_ROLES) - self.roles_before:
@@ -142,6 +158,7 @@ def migrated_template(databases) -> str:
         generate.create_reference_schema(connection)
     migrate.upgrade(engine)
     engine.dispose()
+    databases.may_set_flywheel_roles()
     return name
 
 
