@@ -1,7 +1,8 @@
 """One way to get real servers for every test: PostgreSQL and Redis, embedded by default.
 
 FLYWHEEL_TEST_DATABASE_URL points the tests at a PostgreSQL server instead (a URL whose user may
-create databases and roles; no superuser needed); FLYWHEEL_TEST_REDIS_URL at a Redis server.
+create databases and roles; no superuser needed); FLYWHEEL_TEST_REDIS_URL at a Redis server, and
+FLYWHEEL_TEST_REDIS_DEFAULT_USER_URL, when set, at the same server as its requirepass user.
 The embedded servers are set up as production has them: PostgreSQL checks passwords over TCP
 (scram-sha-256) and Redis wants an ACL user's password, with characters a URL must encode, so no
 test can pass by trust alone (.ci/production-servers does the same with Debian's PostgreSQL 15). Either way the tests only touch what
@@ -35,6 +36,7 @@ from flywheel_sync import db, embedded, generate, migrate, worker
 
 TEST_DATABASE_ENV = "FLYWHEEL_TEST_DATABASE_URL"
 TEST_REDIS_ENV = "FLYWHEEL_TEST_REDIS_URL"
+TEST_REDIS_DEFAULT_USER_ENV = "FLYWHEEL_TEST_REDIS_DEFAULT_USER_URL"
 
 
 @pytest.fixture(scope="session")
@@ -241,26 +243,42 @@ def connection(engine) -> Iterator[sa.Connection]:
 
 
 @pytest.fixture(scope="session")
-def redis_server_url(tmp_path_factory) -> Iterator[str]:
-    """A URL of a Redis server; tests touch only keys under their own prefix."""
+def redis_server_urls(tmp_path_factory) -> Iterator[tuple[str, str | None]]:
+    """URLs of one Redis server: as an ACL user, and as the default user (requirepass), when known."""
     external = os.environ.get(TEST_REDIS_ENV)
     if external:
-        yield external
+        yield external, os.environ.get(TEST_REDIS_DEFAULT_USER_ENV)
         return
     folder = tmp_path_factory.mktemp("redis")
     server = embedded.start_redis(folder)
-    yield _require_redis_user(server.url)
+    yield _require_passwords_of_redis(server.url)
     embedded.stop(folder)
 
 
-def _require_redis_user(url: str) -> str:
-    """Give the embedded Redis a password (requirepass) and an ACL user; the ACL user's URL."""
+@pytest.fixture(scope="session")
+def redis_server_url(redis_server_urls) -> str:
+    """A URL of a Redis server (an ACL user's); tests touch only keys under their own prefix."""
+    return redis_server_urls[0]
+
+
+@pytest.fixture(scope="session")
+def redis_requirepass_url(redis_server_urls) -> str:
+    """The same server as its default user, whose password is requirepass."""
+    if redis_server_urls[1] is None:
+        pytest.skip(f"{TEST_REDIS_DEFAULT_USER_ENV} is not set")
+    return redis_server_urls[1]
+
+
+def _require_passwords_of_redis(url: str) -> tuple[str, str]:
+    """Give the embedded Redis a password (requirepass) and an ACL user; both their URLs."""
     user, password = "flywheel_test", awkward_password().replace(" ", "_")
+    default_password = awkward_password().replace(" ", "_")
     client = redis.Redis.from_url(url)
     client.acl_setuser(user, enabled=True, passwords=[f"+{password}"], keys=["*"], channels=["*"], commands=["+@all"])
-    client.config_set("requirepass", secrets.token_hex(16))
+    client.config_set("requirepass", default_password)
     client.close()
-    return url.replace("redis://", f"redis://{user}:{quote(password, safe='')}@", 1)
+    return (url.replace("redis://", f"redis://{user}:{quote(password, safe='')}@", 1),
+            url.replace("redis://", f"redis://:{quote(default_password, safe='')}@", 1))
 
 
 @pytest.fixture

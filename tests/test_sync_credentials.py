@@ -63,6 +63,14 @@ def test_sync_connects_with_the_password_of_its_database_url(worker_url, redis_s
     assert result.output.startswith("sync 1 complete: 1 scanned, 1 inserted")
 
 
+def test_sync_reads_a_redis_with_the_requirepass_password_in_its_url(worker_url, redis_requirepass_url,
+                                                                     playbook_pattern, redis_client, playbook_key):
+    redis_client.set(playbook_key("PB-1"), playbook_value())
+    result = sync(worker_url, redis_requirepass_url, "--pattern", playbook_pattern)
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("sync 1 complete: 1 scanned, 1 inserted")
+
+
 def test_the_worker_holds_its_lock_with_the_password_of_its_database_url(worker_engine, redis_server_url,
                                                                         playbook_pattern, start_worker):
     running = start_worker(worker_engine, redis_server_url, playbook_pattern)
