@@ -9,6 +9,7 @@ import uuid
 from urllib.parse import quote
 
 import psycopg
+import redis
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
@@ -17,7 +18,7 @@ from flywheel_sync import db, worker
 from flywheel_sync.cli import cli
 from flywheel_sync.errors import AuthenticationFailed
 from tests.cli import error_line
-from tests.platform import eventually, playbook_value
+from tests.platform import eventually, mirror_of, playbook_value
 
 pytestmark = pytest.mark.usefixtures("keyspace_events_restored")
 
@@ -195,3 +196,22 @@ def test_the_worker_refuses_a_malformed_redis_url_before_it_starts(worker_url):
     result = sync(worker_url, "redis://:pa/ss@127.0.0.1:1/0", "--follow")
     assert result.exit_code == 1
     assert "the Redis URL cannot be read: its user name or password holds an unencoded '/'" in error_line(result)
+
+
+def test_the_redis_acl_user_docs_sync_md_suggests_is_enough_for_a_pass_and_the_worker(
+        worker_url, worker_engine, own_redis, start_worker):
+    admin = redis.Redis.from_url(own_redis.url)
+    admin.execute_command("ACL", "SETUSER", "playbooks", "on", ">acl-secret", "~playbook:*", "&*",
+                          "+@read", "+@pubsub", "+@connection", "+info")
+    admin.set(b"playbook:PB-1", playbook_value())
+    limited_url = own_redis.url.replace("redis://", "redis://playbooks:acl-secret@")
+    try:
+        result = sync(worker_url, limited_url)
+        assert result.exit_code == 0, result.output
+        running = start_worker(worker_engine, limited_url, "playbook:PB-*", reconcile_every=0.5)
+        assert eventually(lambda: running.log.events("notifications_unavailable"))
+        admin.set(b"playbook:PB-2", playbook_value())
+        assert eventually(lambda: b"playbook:PB-2" in mirror_of(worker_engine), seconds=5)
+        assert running.failure is None and not running.log.events("redis_unavailable")
+    finally:
+        admin.close()
