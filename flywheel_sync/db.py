@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from urllib.parse import quote, urlencode
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
-from .errors import DatabaseUnavailable, NotMigrated, ReadOnlyStandby
+from .errors import AuthenticationFailed, DatabaseUnavailable, FlywheelError, NotMigrated, ReadOnlyStandby
+from .urls import mask, problem
 
 DATABASE_URL_ENV = "FLYWHEEL_DATABASE_URL"
 REDIS_URL_ENV = "FLYWHEEL_REDIS_URL"
@@ -21,11 +23,15 @@ def parse_url(url: str | None) -> URL:
             f"no database given: set {DATABASE_URL_ENV} or pass --database-url "
             "(for a local try-out, `make demo` starts one)"
         )
+    malformed = problem(url)
+    if malformed:
+        raise DatabaseUnavailable(f"the database URL cannot be read: {malformed}")
     try:
         parsed = make_url(url)
-    except sa.exc.ArgumentError as exc:
+    except (sa.exc.ArgumentError, ValueError) as exc:
         raise DatabaseUnavailable(
-            f"{DATABASE_URL_ENV} is not a database URL ({exc}); expected postgresql://user:password@host:5432/dbname"
+            f"{DATABASE_URL_ENV} is not a database URL ({type(exc).__name__}); "
+            "expected postgresql://user:password@host:5432/dbname"
         ) from exc
     if parsed.get_backend_name() not in ("postgresql", "postgres"):
         raise DatabaseUnavailable(
@@ -34,16 +40,22 @@ def parse_url(url: str | None) -> URL:
     return parsed.set(drivername="postgresql+psycopg")
 
 
-def mask(url: URL | str) -> str:
-    """The URL as it may be shown to a user: password replaced by ***."""
-    parsed = make_url(url) if isinstance(url, str) else url
-    return parsed.set(drivername=parsed.get_backend_name()).render_as_string(hide_password=True)
-
-
 def libpq_url(url: URL | str) -> str:
-    """The URL in libpq's own form (what psql and psycopg.connect take)."""
-    parsed = parse_url(str(url) if isinstance(url, URL) else url)
-    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+    """The URL in libpq's own form (what psql and psycopg.connect take), password included.
+
+    Every part is percent-encoded: ``str()`` of a SQLAlchemy URL hides the password as ``***``, and
+    its ``render_as_string`` leaves spaces bare, which libpq refuses.
+    """
+    parsed = url if isinstance(url, URL) else parse_url(url)
+    userinfo = ""
+    if parsed.username is not None:
+        password = "" if parsed.password is None else ":" + quote(str(parsed.password), safe="")
+        userinfo = quote(parsed.username, safe="") + password + "@"
+    host = f"[{parsed.host}]" if parsed.host and ":" in parsed.host else (parsed.host or "")
+    port = f":{parsed.port}" if parsed.port else ""
+    database = "/" + quote(parsed.database, safe="") if parsed.database else ""
+    query = "?" + urlencode(parsed.query, doseq=True) if parsed.query else ""
+    return f"postgresql://{userinfo}{host}{port}{database}{query}"
 
 
 def create_engine(url: str | URL, **options) -> Engine:
@@ -53,14 +65,31 @@ def create_engine(url: str | URL, **options) -> Engine:
     return sa.create_engine(parsed, connect_args=connect_args, pool_pre_ping=True, **options)
 
 
-def unavailable(url: URL | str, exc: BaseException) -> DatabaseUnavailable:
-    """The one-line error for a database that cannot be reached or dropped the connection."""
+# libpq reports a refused login in its message only (no SQLSTATE reaches the client before the session).
+_AUTHENTICATION_FAILURES = ("password authentication failed", "no password supplied", "authentication failed",
+                            "role \"", "pg_hba.conf rejects")
+
+
+def unavailable(url: URL | str, exc: BaseException) -> FlywheelError:
+    """The one-line error for a database that refused the login, cannot be reached or dropped the connection."""
     reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     detail = reason[0] if reason else type(exc).__name__
+    detail = detail.removeprefix("connection failed: ")
+    if any(marker in detail for marker in _AUTHENTICATION_FAILURES):
+        return AuthenticationFailed(
+            f"the database at {mask(url)} refused the login: {_server_words(detail)}. "
+            f"Put the right user and password in the URL ({DATABASE_URL_ENV} or --database-url; URL-encoded) "
+            "or in ~/.pgpass or PGPASSWORD."
+        )
     return DatabaseUnavailable(
         f"cannot reach the database at {mask(url)}: {detail}. "
         f"Check that the server is up and the URL is right ({DATABASE_URL_ENV} or --database-url)."
     )
+
+
+def _server_words(detail: str) -> str:
+    """libpq's 'connection to server at ... failed: FATAL:  why' as just 'why'."""
+    return detail.split("failed: ", 1)[-1].removeprefix("FATAL:").strip()
 
 
 @contextlib.contextmanager

@@ -188,12 +188,16 @@ def start_redis(folder: Path) -> Server:
     ]
     _run(command, {"check": True, "stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE}, "redis-server")
     _wait_for_port(port, log)
-    # redis-server creates the pidfile before it writes the pid: wait for the pid, not the file.
+    # Redis creates its pid file before it writes the pid: wait for the number, not the file.
     deadline = time.monotonic() + 10
-    while not (pidfile.exists() and pidfile.read_text().strip()) and time.monotonic() < deadline:
+    while not _pid_in(pidfile) and time.monotonic() < deadline:
         time.sleep(0.05)
     pid = int(pidfile.read_text().strip())
     return _write_state(Server("redis", f"redis://127.0.0.1:{port}/0", pid, folder))
+
+
+def _pid_in(pidfile: Path) -> bool:
+    return pidfile.exists() and pidfile.read_text().strip().isdigit()
 
 
 def _run(command: list[str], options: dict, what: str) -> None:

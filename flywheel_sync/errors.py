@@ -17,6 +17,16 @@ class DatabaseUnavailable(FlywheelError):
     """The database URL is missing, or the server cannot be reached with it."""
 
 
+class AuthenticationFailed(FlywheelError):
+    """A server refused the credentials of its URL: retrying cannot help, so nothing retries it.
+
+    Exit status 78 (EX_CONFIG of sysexits.h), so a service manager can tell it from a server that is
+    down (docs/sync.md: ``RestartPreventExitStatus=78``).
+    """
+
+    exit_code = 78
+
+
 class NotMigrated(FlywheelError):
     """Schema ``flywheel`` is missing or older than this version of flywheel-sync."""
 

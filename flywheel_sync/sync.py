@@ -6,8 +6,15 @@ is read. What makes it cheap when little changed: the table's content hashes are
 start, so a value whose hash is unchanged is neither parsed nor rewritten (its ``last_seen_at`` is
 bumped, in bulk with its batch, only once it is older than LAST_SEEN_RESOLUTION).
 
+A value over the size limit (playbooks.MAX_VALUE_BYTES) is invalid whatever it holds, so it is never
+fetched: a pipelined STRLEN of the batch comes first, and the MGET reads only the values within the
+limit. A batch PostgreSQL refuses (a record whose counts would take the mirror's totals beyond
+bigint, or anything validation missed) is written again key by key, so that only the key it refuses
+becomes an invalid row, with PostgreSQL's reason; the pass never fails for one key.
+
 Deletion is exact: after a *complete* scan, the rows the pass found at its start whose keys it did
-not see are gone from Redis. A pass cut short (Redis dropped, a timeout, a stop) deletes nothing and
+not see are gone from Redis. A pass that would delete more than half the rows it found (a pattern
+typo, an emptied Redis) deletes nothing and says so, unless told ``allow_mass_delete``. A pass cut short (Redis dropped, a timeout, a stop) deletes nothing and
 is recorded as incomplete. SCAN may return a key twice (the pass skips repeats) and may or may not
 return a key changed during the scan; the follow mode (:mod:`flywheel_sync.worker`) covers those
 with the keyspace events it applies after the pass, and the pass spares the keys those events name
@@ -19,6 +26,7 @@ SQL text.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import queue
@@ -29,7 +37,6 @@ from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import NamedTuple
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import redis
@@ -41,7 +48,8 @@ from sqlalchemy.engine import Engine
 
 from . import db, playbooks
 from .db import REDIS_URL_ENV
-from .errors import FlywheelError
+from .errors import AuthenticationFailed, FlywheelError
+from .urls import mask, problem
 
 DEFAULT_PATTERN = "playbook:PB-*"
 SCAN_COUNT = 1000
@@ -53,6 +61,9 @@ KNOWN_ROWS_FETCH = 10_000
 # the start of the last complete pass in flywheel.sync_log.
 LAST_SEEN_RESOLUTION = timedelta(hours=1)
 STOPPED = "stopped by signal"
+# A complete pass deletes no more than this share of the rows it found without allow_mass_delete.
+MASS_DELETE_SHARE = 0.5
+MASS_DELETE_REFUSED = "mass delete refused"
 NO_REDIS = f"no Redis given: set {REDIS_URL_ENV} or pass --redis-url (redis://host:6379/0)"
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.ClusterError)
 
@@ -103,6 +114,8 @@ class Batch:
     stale: list[bytes] = field(default_factory=list)
     gone: list[bytes] = field(default_factory=list)
     invalid: int = 0
+    # Keys PostgreSQL refused even as an invalid row (a key beyond the index's row size), with why.
+    unstorable: list[tuple[bytes, str]] = field(default_factory=list)
 
 
 class Known(NamedTuple):
@@ -126,20 +139,19 @@ class InvalidRow:
 # Redis
 
 
-def mask_redis_url(url: str) -> str:
-    """The URL as it may be shown: password replaced by ***."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+def require_redis_url(url: str | None) -> str:
+    """The URL, or RedisUnavailable when it is missing or cannot be read (before anything connects)."""
+    if not url:
+        raise RedisUnavailable(NO_REDIS)
+    malformed = problem(url)
+    if malformed:
+        raise RedisUnavailable(f"the Redis URL cannot be read: {malformed}")
+    return url
 
 
 def connect_redis(url: str | None) -> redis.Redis | RedisCluster:
     """A client for the URL: a cluster client when the server says it is part of a Redis Cluster."""
-    if not url:
-        raise RedisUnavailable(NO_REDIS)
+    url = require_redis_url(url)
     options = {"socket_timeout": REDIS_TIMEOUT_SECONDS, "socket_connect_timeout": REDIS_TIMEOUT_SECONDS}
     try:
         # No silent reconnects: a connection dropped mid-SCAN must end the pass as incomplete, and a
@@ -155,12 +167,32 @@ def connect_redis(url: str | None) -> redis.Redis | RedisCluster:
         raise redis_unavailable(url, exc) from exc
 
 
-def redis_unavailable(url: str, exc: BaseException) -> RedisUnavailable:
-    detail = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else type(exc).__name__
+def first_line(exc: BaseException) -> str:
+    """An exception in one line: its message's first line, or its type when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def redis_unavailable(url: str, exc: BaseException) -> FlywheelError:
+    """One line for a Redis that refused the credentials (AuthenticationFailed) or cannot be reached."""
+    detail = first_line(exc).rstrip(".")
+    if is_authentication_failure(exc):
+        if "HELLO must be called" in detail or "NOAUTH" in detail:
+            return AuthenticationFailed(
+                f"Redis at {mask(url)} wants a password: put it in the URL, URL-encoded "
+                f"(redis://:PASSWORD@host:6379/0, or redis://USER:PASSWORD@host:6379/0 for an ACL user), "
+                f"in {REDIS_URL_ENV} or --redis-url.")
+        return AuthenticationFailed(
+            f"Redis at {mask(url)} refused the user and password of the URL ({detail}). "
+            f"Check them in {REDIS_URL_ENV} or --redis-url (URL-encoded; an ACL user as redis://USER:PASSWORD@host).")
     return RedisUnavailable(
-        f"cannot reach Redis at {mask_redis_url(url)}: {detail}. "
+        f"cannot reach Redis at {mask(url)}: {detail}. "
         f"Check that the server is up and the URL is right ({REDIS_URL_ENV} or --redis-url)."
     )
+
+
+def is_authentication_failure(exc: BaseException) -> bool:
+    return isinstance(exc, redis.exceptions.AuthenticationError) or str(exc).startswith("NOAUTH")
 
 
 def key_prefix(pattern: str) -> bytes:
@@ -187,6 +219,14 @@ def scan_batches(client, pattern: str) -> Iterator[list[bytes]]:
         yield batch
 
 
+def value_sizes(client, keys: list[bytes]) -> list[int | None]:
+    """STRLEN of each key in one round trip: 0 for a key gone, None for a key of another type."""
+    pipeline = client.pipeline(transaction=False)
+    for key in keys:
+        pipeline.strlen(key)
+    return [size if isinstance(size, int) else None for size in pipeline.execute(raise_on_error=False)]
+
+
 def read_values(client, keys: list[bytes]) -> list[bytes | None]:
     """The string values of ``keys`` in one round trip (one per node on a cluster); None when not a string."""
     if isinstance(client, RedisCluster):
@@ -208,9 +248,15 @@ def read_batch(client, keys: list[bytes], known: dict[bytes, Known] | None) -> B
     an upsert, as the follow mode does for the keys its events name).
     """
     batch = Batch()
-    values = read_values(client, keys)
-    missing = [key for key, value in zip(keys, values) if value is None]
-    found = {key: value for key, value in zip(keys, values) if value is not None}
+    sizes = value_sizes(client, keys)
+    within_limit = [key for key, size in zip(keys, sizes) if size is not None and size <= playbooks.MAX_VALUE_BYTES]
+    oversized = [(key, size) for key, size in zip(keys, sizes) if size is not None and size > playbooks.MAX_VALUE_BYTES]
+    values = read_values(client, within_limit)
+    missing = [key for key, size in zip(keys, sizes) if size is None]
+    missing += [key for key, value in zip(within_limit, values) if value is None]
+    found = {key: value for key, value in zip(within_limit, values) if value is not None}
+    if oversized:
+        _read_oversized(client, oversized, batch, known)
     if missing:
         _read_missing(client, missing, found, batch, known)
     for key, value in found.items():
@@ -235,6 +281,16 @@ def _read_missing(client, missing: list[bytes], found: dict[bytes, bytes], batch
                 batch.gone.append(key)
             else:
                 found[key] = value
+
+
+def _read_oversized(client, oversized: list[tuple[bytes, int]], batch: Batch, known: dict[bytes, Known] | None) -> None:
+    """Values over the limit: invalid from their size and first bytes (GETRANGE), never fetched whole."""
+    pipeline = client.pipeline(transaction=False)
+    for key, _ in oversized:
+        pipeline.getrange(key, 0, playbooks.EXCERPT_BYTES - 1)
+    for (key, size), head in zip(oversized, pipeline.execute(raise_on_error=False)):
+        head = head if isinstance(head, bytes) else b""
+        _sort(batch, key, _hash(b"oversized:%d:" % size + head), known, lambda raw: playbooks.oversized(*raw), (size, head))
 
 
 def _hash(value: bytes) -> bytes:
@@ -493,18 +549,40 @@ class BatchWriter:
 def sync_pass(engine: Engine, client, pattern: str = DEFAULT_PATTERN, mode: str = "pass",
               progress: Callable[[int], None] | None = None,
               between_batches: Callable[[], None] | None = None,
-              protected: Callable[[], Collection[bytes]] = frozenset) -> PassResult:
+              protected: Callable[[], Collection[bytes]] = frozenset,
+              allow_mass_delete: bool = False) -> PassResult:
     """One full reconciliation of the keys matching ``pattern``; see the module's docstring.
 
     Returns the result, complete or not: a Redis failure mid-pass, or ``between_batches`` raising
-    Interrupted, ends it as incomplete (recorded, nothing deleted). A PostgreSQL failure raises
-    DatabaseUnavailable. ``between_batches`` lets the follow mode collect keyspace events while the
-    pass runs; ``protected`` names the keys they touched.
+    Interrupted, ends it as incomplete (recorded, nothing deleted), and so does a mass delete
+    refused. A PostgreSQL failure raises DatabaseUnavailable, after recording the pass as failed when
+    the database still answers. ``between_batches`` lets the follow mode collect keyspace events
+    while the pass runs; ``protected`` names the keys they touched.
     """
     clock = time.monotonic()
     sync_id, pass_started = start_log(engine, mode)
     result = PassResult(sync_id, mode)
+    try:
+        _run_pass(engine, client, pattern, result, pass_started, progress, between_batches, protected,
+                  allow_mass_delete)
+    except BaseException as exc:
+        # The sync_log row says how the pass ended, whatever ended it (its row is never left open
+        # while the database answers).
+        result.complete = False
+        result.error = result.error or f"failed: {first_line(exc)}"
+        result.seconds = time.monotonic() - clock
+        with contextlib.suppress(Exception):
+            finish_log(engine, result)
+        raise
+    result.seconds = time.monotonic() - clock
+    finish_log(engine, result)
+    return result
+
+
+def _run_pass(engine: Engine, client, pattern: str, result: PassResult, pass_started, progress, between_batches,
+              protected, allow_mass_delete: bool) -> None:
     known = known_rows(engine)
+    rows_found = len(known)
     seen = SeenKeys(known)
     writer = BatchWriter(engine, key_prefix(pattern), result)
     try:
@@ -524,19 +602,44 @@ def sync_pass(engine: Engine, client, pattern: str = DEFAULT_PATTERN, mode: str 
         result.error = str(exc) or "interrupted"
     finally:
         writer.close()
-    if result.complete:
-        spared = set(protected())
-        unseen = [key for key in seen.unseen() if key not in spared]
-        with db.connect(engine) as connection:
-            result.deleted += connection.execute(
-                DELETE_UNSEEN, {"unseen": unseen, "pass_started": pass_started}).rowcount
-    result.seconds = time.monotonic() - clock
-    finish_log(engine, result)
-    return result
+    if not result.complete:
+        return
+    spared = set(protected())
+    unseen = [key for key in seen.unseen() if key not in spared]
+    if len(unseen) > MASS_DELETE_SHARE * rows_found and not allow_mass_delete:
+        result.complete = False
+        result.error = mass_delete_refusal(len(unseen), rows_found)
+        return
+    with db.connect(engine) as connection:
+        result.deleted += connection.execute(
+            DELETE_UNSEEN, {"unseen": unseen, "pass_started": pass_started}).rowcount
+
+
+def mass_delete_refusal(unseen: int, rows_found: int) -> str:
+    return (f"{MASS_DELETE_REFUSED}: the pass would delete {unseen:,} of the {rows_found:,} rows of the mirror "
+            f"(more than {MASS_DELETE_SHARE:.0%}), as a pattern that matches nothing or an emptied Redis would; "
+            "nothing was deleted. Check --pattern and Redis; if the keys are really gone, run "
+            "`flywheel-sync sync --allow-mass-delete` once")
+
+
+# What PostgreSQL refuses in the values of a record: data exceptions (class 22: numeric or bigint out
+# of range, in the totals' trigger too), constraint violations (23) and limits (54: a key beyond the
+# primary key index's row size).
+REFUSED = (psycopg.errors.DataError, psycopg.errors.IntegrityError, psycopg.errors.ProgramLimitExceeded)
 
 
 def write(engine: Engine, batch: Batch, prefix: bytes) -> tuple[int, int, int, int]:
-    """Write one batch in a transaction of its own; returns (inserted, updated, rewritten_equal, removed)."""
+    """Write one batch in a transaction of its own; returns (inserted, updated, rewritten_equal, removed).
+
+    A batch PostgreSQL refuses is written again key by key (see :func:`_write_key_by_key`).
+    """
+    try:
+        return _write_once(engine, batch, prefix)
+    except REFUSED:
+        return _write_key_by_key(engine, batch, prefix)
+
+
+def _write_once(engine: Engine, batch: Batch, prefix: bytes) -> tuple[int, int, int, int]:
     try:
         with db.connect(engine) as connection:
             return write_batch(connection, batch, prefix)
@@ -544,9 +647,40 @@ def write(engine: Engine, batch: Batch, prefix: bytes) -> tuple[int, int, int, i
         # A key new at the pass's start was written meanwhile by someone not holding the worker's
         # lock (a library caller): write the batch again, every key by upsert.
         batch.new = [False] * len(batch.keys)
-        return write(engine, batch, prefix)
+        return _write_once(engine, batch, prefix)
+    except REFUSED:
+        raise  # ProgramLimitExceeded is an OperationalError too, but the server is fine
     except psycopg.OperationalError as exc:
         raise db.unavailable(engine.url, exc) from exc
+
+
+def _write_key_by_key(engine: Engine, batch: Batch, prefix: bytes) -> tuple[int, int, int, int]:
+    """Each key of a refused batch in a statement of its own: a key refused alone is written as an
+    invalid row with PostgreSQL's reason (counted in ``batch.invalid``); one refused even so is left
+    out and named in ``batch.unstorable``. The batch's bumps and deletes go first, together."""
+    totals = _write_once(engine, Batch(stale=batch.stale, gone=batch.gone), prefix)
+    for key, record, content_hash, new in zip(batch.keys, batch.records, batch.hashes, batch.new):
+        single = Batch(keys=[key], records=[record], hashes=[content_hash], new=[new])
+        try:
+            counts = _write_once(engine, single, prefix)
+        except REFUSED as exc:
+            single.records = [playbooks.refused(refusal_reason(exc))]
+            batch.invalid += record.valid  # counted invalid, with a row or (unstorable) without
+            try:
+                counts = _write_once(engine, single, prefix)
+            except REFUSED as again:
+                batch.unstorable.append((key, refusal_reason(again)))
+                continue
+        totals = tuple(total + count for total, count in zip(totals, counts))
+    return totals
+
+
+def refusal_reason(exc: psycopg.Error) -> str:
+    """The invalid_reason of a record PostgreSQL refused: its words, and what they mean here."""
+    message = (exc.diag.message_primary or str(exc)).strip().splitlines()[0]
+    if "count_playbooks" in (exc.diag.context or ""):
+        return f"its counts would take the mirror's totals beyond bigint ({message})"
+    return f"refused by PostgreSQL: {message} (SQLSTATE {exc.sqlstate})"
 
 
 def _count(result: PassResult, batch: Batch, counts: tuple[int, int, int, int]) -> None:
@@ -557,6 +691,10 @@ def _count(result: PassResult, batch: Batch, counts: tuple[int, int, int, int]) 
     result.unchanged += len(batch.unchanged) + rewritten_equal
     result.deleted += removed
     result.invalid += batch.invalid
+    if batch.unstorable and result.error is None:
+        key, reason = batch.unstorable[0]
+        result.error = (f"{len(batch.unstorable)} key(s) PostgreSQL cannot store even as an invalid row, "
+                        f"such as {playbooks.readable(key[:80])!r}: {reason}")
 
 
 def apply_keys(engine: Engine, client, keys: Iterable[bytes], pattern: str = DEFAULT_PATTERN) -> PassResult:

@@ -1,7 +1,11 @@
 """One way to get real servers for every test: PostgreSQL and Redis, embedded by default.
 
 FLYWHEEL_TEST_DATABASE_URL points the tests at a PostgreSQL server instead (a URL whose user may
-create databases); FLYWHEEL_TEST_REDIS_URL at a Redis server. Either way the tests only touch what
+create databases and roles; no superuser needed); FLYWHEEL_TEST_REDIS_URL at a Redis server, and
+FLYWHEEL_TEST_REDIS_DEFAULT_USER_URL, when set, at the same server as its requirepass user.
+The embedded servers are set up as production has them: PostgreSQL checks passwords over TCP
+(scram-sha-256) and Redis wants an ACL user's password, with characters a URL must encode, so no
+test can pass by trust alone (.ci/production-servers does the same with Debian's PostgreSQL 15). Either way the tests only touch what
 they create: databases named flywheel_test_*, dropped at the end, and Redis keys under a random
 prefix of each test, deleted afterwards. Nothing is ever flushed.
 
@@ -14,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import secrets
 import shutil
 import socket
 import subprocess
@@ -21,6 +26,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import pytest
 import redis
@@ -31,6 +37,7 @@ from tests.serving import FreezableRelay
 
 TEST_DATABASE_ENV = "FLYWHEEL_TEST_DATABASE_URL"
 TEST_REDIS_ENV = "FLYWHEEL_TEST_REDIS_URL"
+TEST_REDIS_DEFAULT_USER_ENV = "FLYWHEEL_TEST_REDIS_DEFAULT_USER_URL"
 
 
 @pytest.fixture(scope="session")
@@ -42,8 +49,42 @@ def postgres_server_url(tmp_path_factory) -> Iterator[str]:
         return
     folder = tmp_path_factory.mktemp("postgres")
     server = embedded.start_postgres(folder)
-    yield server.url
+    yield _require_passwords(server.url)
     embedded.stop(folder)
+
+
+def awkward_password() -> str:
+    """A password holding every character a URL must encode, and a random part."""
+    return f"p@ss/w:rd%?#&= {secrets.token_hex(4)}"
+
+
+def _require_passwords(url: str) -> str:
+    """Make the embedded server ask for the superuser's password over TCP (scram-sha-256); its URL."""
+    password = awkward_password()
+    admin = db.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with admin.connect() as connection:
+        connection.execute(sa.text("select set_config('password_encryption', 'scram-sha-256', false)"))
+        connection.execute(sa.text(connection.execute(
+            sa.text("select format('alter role postgres password %L', cast(:password as text))"),
+            {"password": password}).scalar_one()))
+        hba_file = connection.execute(sa.text("show hba_file")).scalar_one()
+        with open(hba_file, "w") as hba:  # the Unix socket stays trusted: pg_ctl and the tests' restarts use it
+            hba.write("local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n")
+        connection.execute(sa.text("select pg_reload_conf()"))
+    admin.dispose()
+    with_password = db.parse_url(url).set(password=password).render_as_string(hide_password=False)
+    refused = db.create_engine(url, poolclass=sa.pool.NullPool)
+    _wait_until(lambda: not _connects(refused))  # the reload has taken effect: trust is gone
+    refused.dispose()
+    return with_password
+
+
+def _connects(engine: sa.Engine) -> bool:
+    try:
+        with engine.connect():
+            return True
+    except sa.exc.OperationalError:
+        return False
 
 
 FLYWHEEL_ROLES = ("flywheel_reader", "flywheel_refresher", "flywheel_owner")
@@ -61,6 +102,7 @@ class Databases:
         self.server_url = server_url
         self.admin = db.create_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
         self.created: list[str] = []
+        self.granted: list[str] = []
         with self.admin.connect() as connection:
             self.roles_before = set(connection.execute(
                 sa.text("select rolname from pg_roles where rolname = any(:names)"), {"names": list(FLYWHEEL_ROLES)}
@@ -77,8 +119,23 @@ class Databases:
         self.created.append(name)
         return name
 
+    def may_set_flywheel_roles(self) -> None:
+        """Make the test login a member of the flywheel roles, so that tests may SET ROLE to them.
+
+        A superuser may anyway; a login with CREATEROLE (production conditions) gets the membership
+        for the session, taken back at its end.
+        """
+        with self.admin.connect() as connection:
+            for role in FLYWHEEL_ROLES:
+                if not connection.execute(sa.text("select pg_has_role(current_user, :role, 'member')"),
+                                          {"role": role}).scalar_one():
+                    connection.execute(sa.text(f"grant {role} to current_user"))
+                    self.granted.append(role)
+
     def drop_all(self) -> None:
         with self.admin.connect() as connection:
+            for role in self.granted:
+                connection.execute(sa.text(f"revoke {role} from current_user"))
             for name in reversed(self.created):
                 connection.execute(sa.text(f"drop database if exists {name} with (force)"))
             for role in set(FLYWHEEL_ROLES) - self.roles_before:
@@ -103,6 +160,7 @@ def _migrated(databases: Databases, layout: str) -> str:
         generate.create_reference_schema(connection, layout=layout)
     migrate.upgrade(engine)
     engine.dispose()
+    databases.may_set_flywheel_roles()
     return name
 
 
@@ -130,6 +188,50 @@ def database_url(databases, migrated_template) -> str:
     return databases.url(databases.create(template=migrated_template))
 
 
+class WorkerLogin:
+    """The sync worker's login as docs/sync.md sets it up: LOGIN with a password, granted
+    flywheel_refresher and nothing else. Cluster-wide, so one serves the session; dropped after it."""
+
+    def __init__(self, server_url: str) -> None:
+        self.name = f"flywheel_test_worker_{uuid.uuid4().hex[:8]}"
+        self.password = awkward_password()
+        self.admin = db.create_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+        with self.admin.connect() as connection:
+            statement = connection.execute(sa.text(
+                "select format('create role %I login password %L in role flywheel_refresher',"
+                " cast(:name as text), cast(:password as text))"), {"name": self.name, "password": self.password})
+            connection.execute(sa.text(statement.scalar_one()))
+
+    def url(self, database_url: str) -> str:
+        return db.parse_url(database_url).set(username=self.name, password=self.password) \
+            .render_as_string(hide_password=False)
+
+    def drop(self) -> None:
+        with self.admin.connect() as connection:
+            connection.execute(sa.text(f"drop role if exists {self.name}"))
+        self.admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def worker_login(postgres_server_url, migrated_template) -> Iterator[WorkerLogin]:
+    login = WorkerLogin(postgres_server_url)
+    yield login
+    login.drop()
+
+
+@pytest.fixture
+def worker_url(database_url, worker_login) -> str:
+    """This test's database, as the sync worker's login."""
+    return worker_login.url(database_url)
+
+
+@pytest.fixture
+def worker_engine(worker_url) -> Iterator[sa.Engine]:
+    engine = db.create_engine(worker_url)
+    yield engine
+    engine.dispose()
+
+
 @pytest.fixture
 def empty_database_url(databases) -> str:
     """A database of this test's own with nothing in it."""
@@ -144,6 +246,14 @@ def engine(database_url) -> Iterator[sa.Engine]:
 
 
 @pytest.fixture
+def owner_engine(database_url) -> Iterator[sa.Engine]:
+    """The test database as its owner, where ``engine`` is overridden by a module (the sync tests)."""
+    engine = db.create_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
 def connection(engine) -> Iterator[sa.Connection]:
     """A connection in a transaction, committed at the end of the test."""
     with engine.begin() as connection:
@@ -151,16 +261,42 @@ def connection(engine) -> Iterator[sa.Connection]:
 
 
 @pytest.fixture(scope="session")
-def redis_server_url(tmp_path_factory) -> Iterator[str]:
-    """A URL of a Redis server; tests touch only keys under their own prefix."""
+def redis_server_urls(tmp_path_factory) -> Iterator[tuple[str, str | None]]:
+    """URLs of one Redis server: as an ACL user, and as the default user (requirepass), when known."""
     external = os.environ.get(TEST_REDIS_ENV)
     if external:
-        yield external
+        yield external, os.environ.get(TEST_REDIS_DEFAULT_USER_ENV)
         return
     folder = tmp_path_factory.mktemp("redis")
     server = embedded.start_redis(folder)
-    yield server.url
+    yield _require_passwords_of_redis(server.url)
     embedded.stop(folder)
+
+
+@pytest.fixture(scope="session")
+def redis_server_url(redis_server_urls) -> str:
+    """A URL of a Redis server (an ACL user's); tests touch only keys under their own prefix."""
+    return redis_server_urls[0]
+
+
+@pytest.fixture(scope="session")
+def redis_requirepass_url(redis_server_urls) -> str:
+    """The same server as its default user, whose password is requirepass."""
+    if redis_server_urls[1] is None:
+        pytest.skip(f"{TEST_REDIS_DEFAULT_USER_ENV} is not set")
+    return redis_server_urls[1]
+
+
+def _require_passwords_of_redis(url: str) -> tuple[str, str]:
+    """Give the embedded Redis a password (requirepass) and an ACL user; both their URLs."""
+    user, password = "flywheel_test", awkward_password().replace(" ", "_")
+    default_password = awkward_password().replace(" ", "_")
+    client = redis.Redis.from_url(url)
+    client.acl_setuser(user, enabled=True, passwords=[f"+{password}"], keys=["*"], channels=["*"], commands=["+@all"])
+    client.config_set("requirepass", default_password)
+    client.close()
+    return (url.replace("redis://", f"redis://{user}:{quote(password, safe='')}@", 1),
+            url.replace("redis://", f"redis://:{quote(default_password, safe='')}@", 1))
 
 
 @pytest.fixture

@@ -110,9 +110,9 @@ def test_database_error_no_command_expected_is_one_line_with_its_sqlstate(databa
     engine = sa.create_engine(db.parse_url(database_url), isolation_level="AUTOCOMMIT")
     role = f"flywheel_test_nobody_{uuid.uuid4().hex[:8]}"
     with engine.connect() as connection:
-        connection.execute(sa.text(f"create role {role} login"))
+        connection.execute(sa.text(f"create role {role} login password '{role}'"))
     try:
-        url = db.parse_url(database_url).set(username=role).render_as_string(hide_password=False)
+        url = db.parse_url(database_url).set(username=role, password=role).render_as_string(hide_password=False)
         result = run("settings", database_url=url)
         assert result.exit_code == 1
         assert "permission denied" in error_line(result) and "SQLSTATE 42501" in error_line(result)

@@ -12,9 +12,9 @@ from tests.platform import playbook_value
 
 
 @pytest.fixture
-def invoke(database_url, redis_server_url, playbook_pattern):
+def invoke(worker_url, redis_server_url, playbook_pattern):
     def run(*arguments: str, redis_url: str | None = redis_server_url):
-        environment = {"FLYWHEEL_DATABASE_URL": database_url, "FLYWHEEL_REDIS_URL": redis_url}
+        environment = {"FLYWHEEL_DATABASE_URL": worker_url, "FLYWHEEL_REDIS_URL": redis_url}
         return CliRunner().invoke(cli, ["sync", "--pattern", playbook_pattern, *arguments], env=environment)
 
     return run
@@ -61,3 +61,11 @@ def test_health_fails_before_any_pass_and_passes_after_one(invoke):
     invoke()
     result = invoke("--health", "60")
     assert result.exit_code == 0 and result.output.startswith("ok: last complete pass, sync 1")
+
+
+def test_sync_invalid_shows_terminal_escapes_in_key_names_escaped(invoke, redis_client, redis_prefix):
+    redis_client.set(f"{redis_prefix}playbook:PB-\x1b[2J\x1b]0;pwned\x07\u202e", b"not json")
+    invoke()
+    result = invoke("--invalid")
+    assert not any(char in result.output for char in "\x1b\x07\u202e")
+    assert "PB-\\x1b[2J\\x1b]0;pwned\\x07\\u202e" in result.output

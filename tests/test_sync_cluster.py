@@ -14,6 +14,12 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
+def engine(worker_engine):
+    """The sync runs as the worker's login, granted only what docs/sync.md says (tests/conftest.py)."""
+    return worker_engine
+
+
+@pytest.fixture
 def cluster_client(redis_cluster):
     client = RedisCluster.from_url(redis_cluster.url)
     yield client

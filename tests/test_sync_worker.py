@@ -22,6 +22,12 @@ from tests.platform import eventually, mirror_of, playbook_value, sync_log
 pytestmark = pytest.mark.usefixtures("keyspace_events_restored")
 
 
+@pytest.fixture
+def engine(worker_engine):
+    """The sync runs as the worker's login, granted only what docs/sync.md says (tests/conftest.py)."""
+    return worker_engine
+
+
 def subscribed(running) -> bool:
     return bool(running.log.events("subscribed")) and bool(running.log.events("reconciled"))
 
@@ -144,16 +150,22 @@ def test_without_config_permission_the_worker_says_how_and_still_reconciles(engi
     admin.close()
 
 
-@pytest.mark.slow
-def test_sigterm_during_a_pass_exits_zero_and_keeps_only_whole_batches(database_url, own_redis, tmp_path):
-    client = redis.Redis.from_url(own_redis.url)
-    syncing.load_sample_playbooks(client, "playbook:", 30 * syncing.SCAN_COUNT)
+def worker_process(database_url: str, redis_url: str, until_event: str) -> subprocess.Popen:
+    """`flywheel-sync sync --follow` as a process of its own, once it has logged ``until_event``."""
     command = [sys.executable, "-m", "flywheel_sync", "sync", "--follow", "--log-format", "json"]
-    environment = {**os.environ, "FLYWHEEL_DATABASE_URL": database_url, "FLYWHEEL_REDIS_URL": own_redis.url}
+    environment = {**os.environ, "FLYWHEEL_DATABASE_URL": database_url, "FLYWHEEL_REDIS_URL": redis_url}
     process = subprocess.Popen(command, env=environment, stderr=subprocess.PIPE, text=True)
     for line in process.stderr:
-        if json.loads(line)["event"] == "subscribed":
+        if json.loads(line)["event"] == until_event:
             break
+    return process
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_pass_exits_zero_and_keeps_only_whole_batches(database_url, worker_url, own_redis, tmp_path):
+    client = redis.Redis.from_url(own_redis.url)
+    syncing.load_sample_playbooks(client, "playbook:", 30 * syncing.SCAN_COUNT)
+    process = worker_process(worker_url, own_redis.url, "subscribed")
     time.sleep(0.2)
     process.send_signal(signal.SIGTERM)
     rest = [json.loads(line) for line in process.stderr]
@@ -170,6 +182,19 @@ def test_sigterm_during_a_pass_exits_zero_and_keeps_only_whole_batches(database_
     assert rows == logged.inserted and rows % syncing.SCAN_COUNT == 0
     assert 0 < rows < 30 * syncing.SCAN_COUNT
     client.close()
+
+
+@pytest.mark.slow
+def test_after_sigterm_the_worker_exits_within_a_second_of_saying_stopped(worker_url, own_redis):
+    process = worker_process(worker_url, own_redis.url, "reconciled")
+    process.send_signal(signal.SIGTERM)
+    for line in process.stderr:
+        if json.loads(line)["event"] == "stopped":
+            break
+    stopped = time.monotonic()
+    assert process.wait(20) == 0
+    # Issue 10 saw 2-4 s here on a loaded host (the interpreter's teardown); the worker now skips it.
+    assert time.monotonic() - stopped < 1.0
 
 
 def test_backoff_doubles_up_to_its_cap_with_jitter():

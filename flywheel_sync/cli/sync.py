@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from .. import playbooks
 from .. import sync as syncing
 from .. import worker
 from .options import as_json, echo_json, echo_table, redis_url, with_engine
@@ -24,6 +25,9 @@ from .options import as_json, echo_json, echo_table, redis_url, with_engine
 @click.option("--refresh-every", type=float, metavar="SECONDS",
               help="With --follow: also run the refresh every SECONDS.")
 @click.option("--refresh-after-change", is_flag=True, help="With --follow: run the refresh after each change set.")
+@click.option("--allow-mass-delete", is_flag=True,
+              help="Delete even when a pass would remove more than half the mirror's rows (refused otherwise: "
+                   "a pattern typo or an emptied Redis would wipe it).")
 @click.option("--no-wait", is_flag=True, help="With --follow: exit when another worker holds the lock instead of waiting.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="With --follow: one line per event on stderr, as text or JSON.")
@@ -31,15 +35,16 @@ from .options import as_json, echo_json, echo_table, redis_url, with_engine
 @redis_url
 @with_engine
 def sync(engine, redis_url: str | None, pattern: str, follow: bool, list_invalid: bool, max_age: float | None,
-         reconcile_every: float, refresh_every: float | None, refresh_after_change: bool, no_wait: bool,
-         log_format: str, as_json: bool) -> None:
+         reconcile_every: float, refresh_every: float | None, refresh_after_change: bool, allow_mass_delete: bool,
+         no_wait: bool, log_format: str, as_json: bool) -> None:
     """Mirror the Redis playbook records into flywheel.playbooks.
 
     One pass SCANs the pattern, reads values in batches, validates each record and writes the
     changes in bulk; keys gone from Redis lose their rows once a scan saw the whole key space.
     Invalid records are kept as invalid rows with the reason (they count in no metric) and do not
-    fail the pass. Exits 0 when the pass completed, 1 when it could not (nothing was deleted then).
-    Every pass is recorded in flywheel.sync_log.
+    fail the pass. A pass that would delete more than half the mirror deletes nothing unless given
+    --allow-mass-delete. Exits 0 when the pass completed, 1 when it could not (nothing was deleted
+    then), 78 when a server refused the password. Every pass is recorded in flywheel.sync_log.
 
     With --follow it keeps running: Redis keyspace notifications bring changes within about a
     second (the worker turns them on when Redis allows it, and says how when not), a full pass runs
@@ -59,33 +64,31 @@ def sync(engine, redis_url: str | None, pattern: str, follow: bool, list_invalid
         _health(engine, max_age, as_json)
     elif follow:
         options = worker.FollowOptions(
-            redis_url=_required(redis_url), pattern=pattern, reconcile_every=reconcile_every,
-            refresh_every=refresh_every, refresh_after_change=refresh_after_change, wait_for_lock=not no_wait)
+            redis_url=syncing.require_redis_url(redis_url), pattern=pattern, reconcile_every=reconcile_every,
+            refresh_every=refresh_every, refresh_after_change=refresh_after_change, wait_for_lock=not no_wait,
+            allow_mass_delete=allow_mass_delete)
         stopping = worker.Stopping()
         log = worker.Log(json_lines=log_format == "json")
         stopping.install_signal_handlers()
         worker.follow(engine, options, log, stopping)
+        worker.exit_after_signal(engine, stopping)
     else:
-        _one_pass(engine, _required(redis_url), pattern, as_json)
+        _one_pass(engine, syncing.require_redis_url(redis_url), pattern, allow_mass_delete, as_json)
 
 
-def _required(redis_url: str | None) -> str:
-    if not redis_url:
-        raise syncing.RedisUnavailable(syncing.NO_REDIS)
-    return redis_url
-
-
-def _one_pass(engine, redis_url: str, pattern: str, as_json: bool) -> None:
+def _one_pass(engine, redis_url: str, pattern: str, allow_mass_delete: bool, as_json: bool) -> None:
     client = syncing.connect_redis(redis_url)
     try:
         with worker.exclusive(engine), _progress(client, as_json) as progress:
-            result = syncing.sync_pass(engine, client, pattern, progress=progress)
+            result = syncing.sync_pass(engine, client, pattern, progress=progress, allow_mass_delete=allow_mass_delete)
     finally:
         client.close()
     if as_json:
         echo_json(result.as_dict())
     else:
         click.echo(result.line())
+    if result.error and result.error.startswith(syncing.MASS_DELETE_REFUSED):
+        raise syncing.SyncIncomplete(f"sync {result.sync_id}: {result.error}.")
     if not result.complete:
         raise syncing.SyncIncomplete(
             f"sync {result.sync_id} did not see the whole key space ({result.error}); nothing was deleted. "
@@ -108,7 +111,10 @@ def _print_invalid(rows: list[syncing.InvalidRow], as_json: bool) -> None:
                     "invalid_reason": row.invalid_reason, "raw_excerpt": row.raw_excerpt,
                     "changed_at": row.changed_at} for row in rows])
         return
-    echo_table(["playbook_id", "reason", "changed_at"], [[row.playbook_id, row.invalid_reason, row.changed_at] for row in rows])
+    # A key or a value may hold terminal escape sequences: shown escaped, never sent to the terminal.
+    echo_table(["playbook_id", "reason", "changed_at"],
+               [[playbooks.printable(row.playbook_id), playbooks.printable(row.invalid_reason), row.changed_at]
+                for row in rows])
     click.echo(f"{len(rows)} invalid record(s); they count in no metric until fixed in Redis")
 
 
