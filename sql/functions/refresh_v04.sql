@@ -46,8 +46,8 @@
 -- from tracked_incidents; without tracking, through incidents (status, created_at) WHERE status IN
 -- ('investigating', 'mitigating') when present.
 --
--- Snapshot: run it in one REPEATABLE READ transaction (the CLI does; pg_cron: `begin isolation level
--- repeatable read; select flywheel.refresh(); commit;`). Under READ COMMITTED each statement reads its
+-- Snapshot: run it in one REPEATABLE READ transaction (the CLI does; so does CALL flywheel.run_refresh(),
+-- which pg_cron schedules as docs/refresh.md's recipe says). Under READ COMMITTED each statement reads its
 -- own snapshot, so a change committed between two of them can leave a drift until the next full run;
 -- refresh_log.mode_reason notes it.
 --
@@ -670,11 +670,17 @@ begin
                            count(*) filter (where status is null
                                             or status not in ('investigating', 'mitigating', 'resolved', 'closed')) as status_other,
                            count(*) filter (where outcome ->> 'execution_success' = 'true') as execution_success
+                    -- A lateral subquery (offset 0 keeps it one) reads each day through the index; a
+                    -- join was planned as a scan of every incident, and of every partition (issue 15:
+                    -- one old incident updated cost up to 39 routine refreshes).
                     from recount_days
-                    join %1$s as incident
-                      on incident.created_at >= (recount_days.day::timestamp at time zone $1) - interval '3 hours'
-                     and incident.created_at < ((recount_days.day + 1)::timestamp at time zone $1) + interval '3 hours'
-                     and (incident.created_at at time zone $1)::date = recount_days.day
+                    cross join lateral (
+                        select * from %1$s as incident
+                        where incident.created_at >= (recount_days.day::timestamp at time zone $1) - interval '3 hours'
+                          and incident.created_at < ((recount_days.day + 1)::timestamp at time zone $1) + interval '3 hours'
+                          and (incident.created_at at time zone $1)::date = recount_days.day
+                        offset 0
+                    ) as incident
                     group by recount_days.day
                 ), final as (
                     select differences.day,
@@ -717,15 +723,20 @@ begin
                     from changed
                 ), untracked as (
                     -- Rows no longer worth remembering: gone, or neither active nor within the lookback.
+                    -- One IN over a union, so each key is looked up; three ORed conditions scanned
+                    -- every tracked row.
                     delete from flywheel.tracked_incidents as tracked
-                    where tracked.incident_id in (select key from gone)
-                       or tracked.incident_id in (
+                    where tracked.incident_id in (
+                              select key from gone
+                              union all
                               select key from seen
                               where not coalesce(status = any($6), false)
-                                and not updated_at > (select value from watermark) - $4)
-                       or (tracked.updated_at > $2 and tracked.updated_at <= (select value from watermark) - $4
-                           and not coalesce(tracked.status = any($6), false)
-                           and not exists (select from seen where seen.key = tracked.incident_id))
+                                and not updated_at > (select value from watermark) - $4
+                              union all
+                              select lapsed.incident_id from flywheel.tracked_incidents as lapsed
+                              where lapsed.updated_at > $2 and lapsed.updated_at <= (select value from watermark) - $4
+                                and not coalesce(lapsed.status = any($6), false)
+                                and not exists (select from seen where seen.key = lapsed.incident_id))
                 ), tracked as (
                     insert into flywheel.tracked_incidents
                         (incident_id, day, status, alertname_missing, execution_success, updated_at,
@@ -923,10 +934,13 @@ begin
                     select recount_days.day, count(*) as entries_created,
                            count(*) filter (where entry.embedding is null) as entries_unvectorized
                     from recount_days
-                    join %1$s as entry
-                      on entry.created_at >= (recount_days.day::timestamp at time zone $1) - interval '3 hours'
-                     and entry.created_at < ((recount_days.day + 1)::timestamp at time zone $1) + interval '3 hours'
-                     and (entry.created_at at time zone $1)::date = recount_days.day
+                    cross join lateral (
+                        select * from %1$s as entry
+                        where entry.created_at >= (recount_days.day::timestamp at time zone $1) - interval '3 hours'
+                          and entry.created_at < ((recount_days.day + 1)::timestamp at time zone $1) + interval '3 hours'
+                          and (entry.created_at at time zone $1)::date = recount_days.day
+                        offset 0
+                    ) as entry
                     group by recount_days.day
                 ), final as (
                     select differences.day,
