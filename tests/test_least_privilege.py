@@ -182,9 +182,9 @@ def test_check_before_migrating_says_what_the_migrating_role_lacks(empty_databas
     engine = db.create_engine(empty_database_url, poolclass=sa.pool.NullPool)
     name = f"flywheel_test_lacking_{uuid.uuid4().hex[:10]}"
     with engine.begin() as connection:
-        connection.execute(sa.text(f"create role {name} login"))
+        connection.execute(sa.text(f"create role {name} login password '{name}'"))
     try:
-        url = db.parse_url(empty_database_url).set(username=name).render_as_string(hide_password=False)
+        url = db.parse_url(empty_database_url).set(username=name, password=name).render_as_string(hide_password=False)
         subjects = {f["subject"] for f in check_findings(url) if f["level"] == "error"}
         assert {"database", "flywheel_owner"} <= subjects
         with pytest.raises(MigrationPrivilegesMissing, match="docs/migrations.md"):

@@ -307,10 +307,10 @@ def test_log_says_one_line_per_change_of_the_database_state(refreshed, relay, ca
 def test_missing_grant_says_which_grant_to_give(refreshed, database_url, caplog):
     role = f"flywheel_test_nogrant_{uuid.uuid4().hex[:8]}"
     with refreshed.connect() as admin:
-        admin.execute(sa.text(f"create role {role} login"))
+        admin.execute(sa.text(f"create role {role} login password '{role}'"))
         admin.commit()
     try:
-        login = db.parse_url(database_url).set(username=role, password=None).render_as_string(hide_password=False)
+        login = db.parse_url(database_url).set(username=role, password=role).render_as_string(hide_password=False)
         with caplog.at_level(logging.INFO, LOGGER), serving(login) as url:
             text = get(f"{url}/metrics")
             status, _, body = request(f"{url}/api/v1/stats/summary")
