@@ -306,6 +306,11 @@ def _check_source_security(connection: Connection, schema: str) -> list[Finding]
         findings.append(Finding("warning", schema, "every role may create objects here, so anyone could put a view "
                                 "in place of a missing source table and have its functions run inside the refresh",
                                 f"REVOKE CREATE ON SCHEMA {quoted_schema} FROM PUBLIC;"))
+    # The role that migrates flywheel (owns its schema; before it exists, the one checking) controls
+    # schema flywheel anyway: its owning the sources as well is no way in for the platform.
+    flywheel_admin = connection.execute(sa.text(
+        "select coalesce((select pg_get_userbyid(nspowner) from pg_namespace where nspname = 'flywheel'), current_user)"
+    )).scalar_one()
     for table, kind, row_security, owner, owner_is_superuser, owner_acts_as_flywheel, readable, unrestricted in rows:
         qualified = f"{quoted_schema}.{_quote(connection, table)}"
         if kind == "v":
@@ -321,7 +326,7 @@ def _check_source_security(connection: Connection, schema: str) -> list[Finding]
             findings.append(Finding("error", table, f"{OWNER_ROLE} may not read it: every refresh fails with "
                                     "permission denied; its owner (or a superuser) grants it",
                                     f"GRANT SELECT ON {qualified} TO {OWNER_ROLE};"))
-        if owner_acts_as_flywheel and not owner_is_superuser:
+        if owner_acts_as_flywheel and not owner_is_superuser and owner != flywheel_admin:
             findings.append(Finding("warning", table, f"is owned by {owner}, which has the rights of {OWNER_ROLE}: "
                                     "the platform's table owner can change schema flywheel's results directly"))
     return findings

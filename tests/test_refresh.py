@@ -301,6 +301,7 @@ def test_a_login_without_flywheel_roles_cannot_block_the_refresh(engine, databas
     stranger = f"flywheel_test_stranger_{uuid.uuid4().hex[:8]}"
     with raw_connection(database_url, autocommit=True) as admin:
         admin.execute(f"create role {stranger}")
+        admin.execute(f"grant {stranger} to current_user")  # SET ROLE without superuser (CI's production mode)
         try:
             with raw_connection(database_url, autocommit=True) as session:
                 session.execute(f"set role {stranger}")
