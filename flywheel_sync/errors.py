@@ -57,3 +57,7 @@ class SourceContractBroken(FlywheelError):
 
 class MigrationPrivilegesMissing(FlywheelError):
     """The migrating role lacks a privilege the migration needs (docs/migrations.md lists them)."""
+
+
+class UnknownRevision(FlywheelError):
+    """A revision given to migrate or downgrade that no migration has."""

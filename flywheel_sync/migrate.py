@@ -7,11 +7,12 @@ import io
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic.util.exc import CommandError
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
 from . import check, db
-from .errors import MigrationPrivilegesMissing
+from .errors import MigrationPrivilegesMissing, UnknownRevision
 from .paths import ALEMBIC_INI, MIGRATIONS_DIR
 
 
@@ -73,12 +74,16 @@ def _require_privileges(connection: sa.Connection) -> None:
 
 
 def downgrade(engine: Engine, revision: str) -> None:
+    _resolve(revision)
     _run(engine, command.downgrade, revision)
 
 
 def upgrade_sql(revision: str = "head", start: str | None = None) -> str:
     """The SQL an upgrade would run (alembic's offline mode), for a DBA to review: from nothing, the
     end state (every object once); from ``start``, only the upgrade from it."""
+    for named in (revision, start):
+        if named is not None:
+            _resolve(named)
     output = io.StringIO()
     config = alembic_config(output=output)
     config.attributes["upgrading"] = True
@@ -98,8 +103,16 @@ def _current(connection: sa.Connection) -> str | None:
     return connection.execute(sa.text("select version_num from flywheel.alembic_version")).scalar_one_or_none()
 
 
-def _resolve(revision: str) -> str:
-    return ScriptDirectory.from_config(alembic_config()).get_revision(revision).revision
+def _resolve(revision: str) -> str | None:
+    """The revision id ``revision`` names (None for base); UnknownRevision, listing them, for none."""
+    if revision == "base":
+        return None
+    try:
+        return ScriptDirectory.from_config(alembic_config()).get_revision(revision).revision
+    except CommandError as exc:
+        raise UnknownRevision(
+            f"no revision {revision!r}: the revisions are {', '.join(revisions())}, or head (the newest) and base (nothing)"
+        ) from exc
 
 
 def head_revision() -> str:

@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from flywheel_sync import db, generate, migrate, objects
-from tests.cli import run
+from tests.cli import error_line, run
 
 SMALL = generate.Size(incidents=500, executions=300, knowledge_entries=100, playbooks=0, days=14, embedding_dim=4)
 
@@ -183,3 +183,12 @@ def test_upgrade_to_0004_warns_of_a_setting_out_of_its_new_bounds(empty_database
     assert result.exit_code == 0, result.output
     assert ('warning: setting refresh_lock_wait: "100 days" is longer than 1 day, the most this setting takes; '
             "the refresh may fail until it is set within bounds (flywheel-sync settings set)") in result.output
+
+
+@pytest.mark.parametrize("command", [["migrate", "--revision", "0009"], ["downgrade", "0009"],
+                                     ["migrate", "--sql", "--from", "5"]])
+def test_an_unknown_revision_is_refused_in_one_line_listing_the_revisions(database_url, command):
+    result = run(*command, database_url=database_url)
+    assert result.exit_code == 1
+    assert error_line(result).startswith("Error: no revision ") and "0001, 0002" in error_line(result)
+    assert "Traceback" not in result.output
