@@ -75,7 +75,7 @@ def unavailable(url: URL | str, exc: BaseException) -> FlywheelError:
     reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     detail = reason[0] if reason else type(exc).__name__
     detail = detail.removeprefix("connection failed: ")
-    if any(marker in detail for marker in _AUTHENTICATION_FAILURES):
+    if is_refused_login(detail):
         return AuthenticationFailed(
             f"the database at {mask(url)} refused the login: {_server_words(detail)}. "
             f"Put the right user and password in the URL ({DATABASE_URL_ENV} or --database-url; URL-encoded) "
@@ -85,6 +85,11 @@ def unavailable(url: URL | str, exc: BaseException) -> FlywheelError:
         f"cannot reach the database at {mask(url)}: {detail}. "
         f"Check that the server is up and the URL is right ({DATABASE_URL_ENV} or --database-url)."
     )
+
+
+def is_refused_login(message: str) -> bool:
+    """Whether libpq's message says the server refused the login (as opposed to not answering)."""
+    return any(marker in message for marker in _AUTHENTICATION_FAILURES)
 
 
 def _server_words(detail: str) -> str:

@@ -239,6 +239,10 @@ class DatabaseReader:
         if isinstance(exc, psycopg.errors.NoDataFound):
             return ReadFailed("not refreshed", f"no refresh has run at {self.shown_url} yet: "
                                                "run `flywheel-sync refresh`")
+        if db.is_refused_login(message):
+            return ReadFailed("login refused", f"the database at {self.shown_url} refused the login ({message}): put "
+                                               "the right user and password in the URL (URL-encoded), ~/.pgpass or "
+                                               "PGPASSWORD")
         if not sqlstate or sqlstate.startswith(("08", "57P0")):
             return ReadFailed("unreachable", f"cannot reach the database at {self.shown_url}: {message}. "
                                              "Check that the server is up and the URL is right")

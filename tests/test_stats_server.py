@@ -304,6 +304,15 @@ def test_log_says_one_line_per_change_of_the_database_state(refreshed, relay, ca
     assert "answers" in lines[0] and "did not answer within 0.5 s" in lines[1] and "is back" in lines[2]
 
 
+def test_a_refused_password_is_logged_as_a_refused_login_not_an_unreachable_server(database_url, caplog):
+    wrong = db.parse_url(database_url).set(password="not-the-password").render_as_string(hide_password=False)
+    with caplog.at_level(logging.INFO, LOGGER), serving(wrong) as url:
+        text = get(f"{url}/metrics")
+    assert value(text, "awoooi_flywheel_up") == 0
+    assert "refused the login" in caplog.text and "cannot reach" not in caplog.text
+    assert "not-the-password" not in caplog.text
+
+
 def test_missing_grant_says_which_grant_to_give(refreshed, database_url, caplog):
     role = f"flywheel_test_nogrant_{uuid.uuid4().hex[:8]}"
     with refreshed.connect() as admin:
