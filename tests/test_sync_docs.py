@@ -22,7 +22,7 @@ def documented_unit() -> str:
 def test_the_documented_unit_runs_the_executable_a_pip_install_into_its_venv_gives():
     unit = documented_unit()
     assert f"ExecStart={DOCUMENTED_EXECUTABLE} sync --follow" in unit
-    assert "python3 -m venv /opt/flywheel-sync && /opt/flywheel-sync/bin/pip install flywheel-sync" in SYNC_DOC.read_text()
+    assert "python3 -m venv /opt/flywheel-sync && /opt/flywheel-sync/bin/pip install flywheel_sync-" in SYNC_DOC.read_text()
     assert "Wants=network-online.target" in unit and "After=network-online.target" in unit
     assert "RestartPreventExitStatus=78" in unit
 
