@@ -140,6 +140,9 @@ def describe(exc: sa.exc.DBAPIError) -> str:
     if _is_connection_failure(exc):
         return f"lost the connection to the database: {message}. Check that the server is up, then run the command again."
     hint = diag and diag.message_hint
+    if not hint and exc.orig.sqlstate == "42501" and "flywheel" in message:
+        hint = ("This login holds no flywheel role: a DBA runs GRANT flywheel_reader TO <login>; to read, or "
+                "GRANT flywheel_refresher TO <login>; to refresh and sync (README, Roles)")
     return f"database error: {message} (SQLSTATE {exc.orig.sqlstate})" + (f". {hint}" if hint else "")
 
 

@@ -105,8 +105,9 @@ def test_every_command_has_help_with_an_example():
         assert result.exit_code == 0 and "Example:" in result.output, command.name
 
 
-def test_database_error_no_command_expected_is_one_line_with_its_sqlstate(database_url):
-    """The settings read by a user granted nothing in schema flywheel: PostgreSQL's refusal, in one line."""
+def test_database_error_no_command_expected_is_one_line_with_its_sqlstate_and_the_grant_to_run(database_url):
+    """The settings read by a user granted nothing in schema flywheel: PostgreSQL's refusal, in one
+    line, with the GRANT that gives a login its flywheel role."""
     engine = sa.create_engine(db.parse_url(database_url), isolation_level="AUTOCOMMIT")
     role = f"flywheel_test_nobody_{uuid.uuid4().hex[:8]}"
     with engine.connect() as connection:
@@ -116,6 +117,7 @@ def test_database_error_no_command_expected_is_one_line_with_its_sqlstate(databa
         result = run("settings", database_url=url)
         assert result.exit_code == 1
         assert "permission denied" in error_line(result) and "SQLSTATE 42501" in error_line(result)
+        assert "GRANT flywheel_reader TO <login>;" in error_line(result)
     finally:
         with engine.connect() as connection:
             connection.execute(sa.text(f"drop role {role}"))
