@@ -135,3 +135,19 @@ def test_check_suggests_a_unique_index_on_a_key_that_has_none(database_url, engi
             "message": "no unique index on incident_id: every full refresh reads every incident_id to find the duplicates it skips",
             "statement": "CREATE UNIQUE INDEX CONCURRENTLY incidents_incident_id_unique ON public.incidents (incident_id);"
             } in report["findings"]
+
+
+def test_a_key_repeated_after_a_full_refresh_is_found_through_the_key_index_by_the_incremental_one(loose):
+    """With an index on the key (a partitioned table's primary key leads with it), the routine run
+    looks up each key it reads instead of scanning the whole table."""
+    loose.execute(sa.text("create index on incidents (incident_id)"))
+    add_incident(loose, incident_id="twice", created_at=AS_OF - 3 * DAY)
+    refresh(loose, full=True)
+    now = loose.execute(sa.text("select now()")).scalar_one()
+    add_incident(loose, incident_id="twice", status="investigating", created_at=now, updated_at=now)
+    add_incident(loose, status="investigating", created_at=now, updated_at=now)
+    result = refresh(loose, full=False)
+    assert result["mode"] == "incremental"
+    # Both copies: the first is the newest row of the full run, so within the lookback it reads again.
+    assert result["unusable"] == {"incidents": {"id_duplicated": 2}}
+    assert summary_row(loose).incidents_investigating == 1

@@ -45,12 +45,26 @@ begin
                    join pg_attribute a on a.attrelid = i.indrelid and a.attnum = i.indkey[0]
                    where i.indrelid = source and i.indisunique and i.indisvalid and i.indnkeyatts = 1
                      and i.indpred is null and i.indexprs is null and a.attname = key_column) then
-        execute format('select coalesce(array_agg(key), ''{}'') from (select %1$I::text as key from %2$s'
-                       ' where %1$I is not null %3$s group by 1 having count(*) > 1) as duplicated', key_column, source,
-                       case when read_condition is not null
-                            then format('and %1$I in (select %1$I from %2$s where %3$s)', key_column, source, read_condition)
-                            else '' end)
-           into duplicated;
+        if read_condition is not null and exists (
+               select from pg_index i
+               join pg_attribute a on a.attrelid = i.indrelid and a.attnum = i.indkey[0]
+               where i.indrelid in (select source union all select relid from pg_partition_tree(source))
+                 and i.indisvalid and a.attname = key_column) then
+            -- Each key read looked up through an index on the key (a partitioned table's primary key
+            -- leads with it): a hash join here scanned every partition, 175 ms a run at M.
+            execute format('select coalesce(array_agg(read.key::text), ''{}'') from (select distinct %1$I as key from %2$s'
+                           ' where %1$I is not null and (%3$s)) as read'
+                           ' where (select count(*) from (select from %2$s as other where other.%1$I = read.key limit 2)'
+                           ' as copies) > 1', key_column, source, read_condition)
+               into duplicated;
+        else
+            execute format('select coalesce(array_agg(key), ''{}'') from (select %1$I::text as key from %2$s'
+                           ' where %1$I is not null %3$s group by 1 having count(*) > 1) as duplicated', key_column, source,
+                           case when read_condition is not null
+                                then format('and %1$I in (select %1$I from %2$s where %3$s)', key_column, source, read_condition)
+                                else '' end)
+               into duplicated;
+        end if;
     end if;
     reason := format('case when %1$I is null then ''id_missing'' when octet_length(%1$I::text) > 1000 then ''id_too_long''',
                      key_column);
