@@ -132,6 +132,10 @@ RELEASES: dict[str, Release] = {
 # role that reads the sources and writes schema flywheel, nothing else) and runs with
 # row_security = off. Last, after every routine it hands over and after the grants.
 RELEASES["0005"] = (*RELEASES["0004"], ("ownership", 1))
+# Costs that follow change and history in tiers (issues 13 and 15): the refresh is the only object that
+# changes so far; later steps of this release add theirs here.
+RELEASES["0006"] = tuple(("refresh", 5) if name == "refresh" else (name, version)
+                         for name, version in RELEASES["0005"])
 
 _DROP_LINE = re.compile(r"^--\s*drop:\s*(?P<statement>.+?)\s*$", re.MULTILINE)
 
