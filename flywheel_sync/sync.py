@@ -47,11 +47,10 @@ from redis.retry import Retry
 from sqlalchemy.engine import Engine
 
 from . import db, playbooks
-from .db import REDIS_URL_ENV
 from .errors import AuthenticationFailed, FlywheelError
-from .urls import mask, problem
+from .playbooks import DEFAULT_PATTERN
+from .urls import REDIS_URL_ENV, mask, problem
 
-DEFAULT_PATTERN = "playbook:PB-*"
 SCAN_COUNT = 1000
 REDIS_TIMEOUT_SECONDS = 10.0
 WRITER_THREADS = 2

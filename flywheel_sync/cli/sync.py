@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from .. import playbooks
-from .. import sync as syncing
-from .. import worker
+from ..playbooks import DEFAULT_PATTERN
 from .options import as_json, echo_json, echo_table, redis_url, with_engine
+
+if TYPE_CHECKING:
+    from ..sync import InvalidRow
 
 
 @click.command()
-@click.option("--pattern", default=syncing.DEFAULT_PATTERN, show_default=True,
+@click.option("--pattern", default=DEFAULT_PATTERN, show_default=True,
               help="Redis key pattern of the playbooks (SCAN MATCH); the id is what follows the last ':' before a wildcard.")
 @click.option("--follow", is_flag=True, help="Keep running: apply changes as they happen, reconcile on an interval.")
 @click.option("--invalid", "list_invalid", is_flag=True, help="List the invalid records of the mirror (no sync).")
@@ -58,6 +61,9 @@ def sync(engine, redis_url: str | None, pattern: str, follow: bool, list_invalid
         flywheel-sync sync --follow --refresh-every 60 --log-format json
         flywheel-sync sync --health 900 || echo "no complete sync in 15 minutes"
     """
+    from .. import sync as syncing
+    from .. import worker
+
     if list_invalid:
         _print_invalid(syncing.invalid_rows(engine), as_json)
     elif max_age is not None:
@@ -77,6 +83,9 @@ def sync(engine, redis_url: str | None, pattern: str, follow: bool, list_invalid
 
 
 def _one_pass(engine, redis_url: str, pattern: str, allow_mass_delete: bool, as_json: bool) -> None:
+    from .. import sync as syncing
+    from .. import worker
+
     client = syncing.connect_redis(redis_url)
     try:
         with worker.exclusive(engine), _progress(client, as_json) as progress:
@@ -105,7 +114,7 @@ def _progress(client, as_json: bool):
         yield bar.update
 
 
-def _print_invalid(rows: list[syncing.InvalidRow], as_json: bool) -> None:
+def _print_invalid(rows: list[InvalidRow], as_json: bool) -> None:
     if as_json:
         echo_json([{"playbook_id": row.playbook_id, "redis_key": row.redis_key.hex(),
                     "invalid_reason": row.invalid_reason, "raw_excerpt": row.raw_excerpt,
@@ -119,6 +128,8 @@ def _print_invalid(rows: list[syncing.InvalidRow], as_json: bool) -> None:
 
 
 def _health(engine, max_age: float, as_json: bool) -> None:
+    from .. import sync as syncing
+
     status = syncing.health(engine, max_age)
     if as_json:
         echo_json(status.as_dict())
