@@ -19,8 +19,10 @@ SIZE_NAMES = ("demo", "S", "M", "L")
 @click.option("--revision", default="head", show_default=True, help="Revision to upgrade to.")
 @click.option("--from", "start", metavar="REVISION",
               help="With --sql: the revision the database is at now (default: nothing installed).")
+@click.option("--strict", is_flag=True,
+              help="Exit 3 when the migration went through but left a warning (for scripts that go on to refresh).")
 @database_url
-def migrate(database_url: str | None, offline: bool, revision: str, start: str | None) -> None:
+def migrate(database_url: str | None, offline: bool, revision: str, start: str | None, strict: bool) -> None:
     """Install or upgrade schema flywheel (alembic upgrade).
 
     Creates schema flywheel, its tables, views and functions, and the roles flywheel_reader,
@@ -44,12 +46,22 @@ def migrate(database_url: str | None, offline: bool, revision: str, start: str |
         before = migrations.current_revision(engine)
         warnings = migrations.upgrade(engine, revision)
         after = migrations.current_revision(engine)
-    for warning in warnings:
-        click.echo(f"warning: {warning}", err=True)
     if before == after:
         click.echo(f"schema flywheel is already at revision {after}")
     else:
         click.echo(f"schema flywheel upgraded from {before or 'nothing'} to revision {after}")
+    if not warnings:
+        return
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+    counted = f"{len(warnings)} warning" + ("s" if len(warnings) > 1 else "")
+    if strict:
+        from ..errors import MigratedWithWarnings
+
+        raise MigratedWithWarnings(f"schema flywheel is at revision {after}, with {counted} above: run what "
+                                   f"{'they say' if len(warnings) > 1 else 'it says'}, then migrate again")
+    click.echo(f"migrate: {counted} above {'need' if len(warnings) > 1 else 'needs'} action before the refresh "
+               "can be trusted (--strict exits 3 on warnings)", err=True)
 
 
 @click.command()
