@@ -88,7 +88,8 @@ def downgrade(engine, revision: str) -> None:
     click.echo(f"schema flywheel downgraded from {before or 'nothing'} to {after or 'nothing (removed)'}")
     if after is None:
         click.echo(f"roles {', '.join(contract.ROLES[:-1])} and {contract.ROLES[-1]} are kept, with their members "
-                   "and grants (a new migrate uses them as they are); to remove them: "
+                   "and grants (a new migrate uses them as they are). They are cluster-wide: only when no other "
+                   "database of this cluster has schema flywheel, remove them with "
                    f"DROP ROLE {', '.join(contract.ROLES)};")
 
 
