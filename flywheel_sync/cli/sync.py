@@ -95,7 +95,7 @@ def _one_pass(engine, redis_url: str, pattern: str, allow_mass_delete: bool, as_
     if as_json:
         echo_json(result.as_dict())
     else:
-        click.echo(result.line())
+        click.echo(result.line(with_error=False))  # an incomplete pass's error is the Error line below
     if result.error and result.error.startswith(syncing.MASS_DELETE_REFUSED):
         raise syncing.SyncIncomplete(f"sync {result.sync_id}: {result.error}.")
     if not result.complete:
