@@ -38,6 +38,8 @@ class RefreshResult:
     refresh_id: int
     status: str
     computed_at: str
+    # computed_at in the zone of the timezone setting, with its offset, as the metrics count days.
+    computed_at_local: str | None
     started_at: str
     finished_at: str
     steps: list[Step]
@@ -72,13 +74,13 @@ def refresh(database: str | Engine | None, as_of: datetime | None = None, full: 
             connection.execute("set local statement_timeout = 0")
             gave_up = connection.execute("select flywheel.wait_for_refresh_lock(%s)", (full,)).fetchone()[0]
             connection.commit()
-            raw = gave_up or _refresh_in_one_snapshot(connection, as_of, full)
+            raw, computed_at_local = (gave_up, None) if gave_up else _refresh_in_one_snapshot(connection, as_of, full)
     except psycopg.Error as exc:
         known = _known_failure(exc)
         if known is None:
             raise
         raise known from exc
-    result = _result(raw)
+    result = _result(raw, computed_at_local)
     if result.status != "ok":
         raise _failed(raw)
     return result
@@ -92,7 +94,7 @@ def _libpq_url(engine: Engine) -> str:
 
 # What this module calls: a schema from before release 0004 lacks one of them.
 CALLED = ("flywheel.wait_for_refresh_lock(boolean)", "flywheel.refresh(timestamptz, boolean)",
-          "flywheel.setting_milliseconds(text)")
+          "flywheel.setting_milliseconds(text)", "flywheel.setting(text)", "flywheel.iso8601(timestamptz, text)")
 
 
 def require_current_schema(connection: psycopg.Connection, url: str) -> None:
@@ -107,7 +109,9 @@ def require_current_schema(connection: psycopg.Connection, url: str) -> None:
                               "run `flywheel-sync migrate`")
 
 
-def _refresh_in_one_snapshot(connection: psycopg.Connection, as_of: datetime | None, full: bool) -> dict:
+def _refresh_in_one_snapshot(connection: psycopg.Connection, as_of: datetime | None,
+                             full: bool) -> tuple[dict, str | None]:
+    """The refresh_log row of the run, and its computed_at in the timezone setting (as the run read it)."""
     # One snapshot for every statement of the refresh, so the rollups and the rows it tracks agree
     # even while the platform writes.
     connection.execute("set transaction isolation level repeatable read")
@@ -115,8 +119,11 @@ def _refresh_in_one_snapshot(connection: psycopg.Connection, as_of: datetime | N
     connection.execute(
         "select set_config('statement_timeout', flywheel.setting_milliseconds('refresh_statement_timeout'), true)")
     raw = connection.execute("select flywheel.refresh(%s, full => %s)", (as_of, full)).fetchone()[0]
+    computed_at_local = connection.execute(
+        "select flywheel.iso8601(%s::timestamptz, flywheel.setting('timezone') #>> '{}')",
+        (raw.get("computed_at"),)).fetchone()[0]
     connection.commit()
-    return raw
+    return raw, computed_at_local
 
 
 def _failed(raw: dict) -> RefreshBusy | RefreshFailed:
@@ -146,11 +153,12 @@ def _known_failure(exc: psycopg.Error) -> Exception | None:
     return None
 
 
-def _result(raw: dict) -> RefreshResult:
+def _result(raw: dict, computed_at_local: str | None) -> RefreshResult:
     return RefreshResult(
         refresh_id=raw["refresh_id"],
         status=raw["status"],
         computed_at=raw["computed_at"],
+        computed_at_local=computed_at_local,
         started_at=raw["started_at"],
         finished_at=raw["finished_at"],
         steps=[Step(step["step"], step["rows"], float(step["ms"])) for step in raw["steps"]],

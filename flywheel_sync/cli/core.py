@@ -206,7 +206,7 @@ def refresh(database_url: str | None, as_of: datetime | None, full: bool, as_jso
     echo_table(["step", "rows", "ms"], [[step.name, step.rows, f"{step.ms:.1f}"] for step in result.steps],
                right_align={1, 2})
     click.echo(f"refresh {result.refresh_id} ({result.mode}) ok in {result.total_ms:.1f} ms; "
-               f"metrics as of {result.computed_at}")
+               f"metrics as of {result.computed_at_local}")
     if result.mode_reason:
         click.echo(f"why: {result.mode_reason}")
     if result.drift:
