@@ -57,7 +57,7 @@ def start() -> None:
     from .. import embedded as servers
 
     postgres = servers.start_postgres(demonstration.HOME / "postgres")
-    redis = servers.start_redis(demonstration.HOME / "redis")
+    redis = demonstration.start_redis()
     click.echo(f"export FLYWHEEL_DATABASE_URL='{postgres.url}'")
     click.echo(f"export FLYWHEEL_REDIS_URL='{redis.url}'")
 
