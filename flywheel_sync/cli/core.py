@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..errors import MigratedWithWarnings
 from .options import as_json, database_url, echo_json, echo_table, engine_for, with_engine
 
 # The names of generate.SIZES, here so that --help needs no SQLAlchemy (a test keeps them equal).
@@ -56,8 +57,6 @@ def migrate(database_url: str | None, offline: bool, revision: str, start: str |
         click.echo(f"warning: {warning}", err=True)
     counted = f"{len(warnings)} warning" + ("s" if len(warnings) > 1 else "")
     if strict:
-        from ..errors import MigratedWithWarnings
-
         raise MigratedWithWarnings(f"schema flywheel is at revision {after}, with {counted} above: run what "
                                    f"{'they say' if len(warnings) > 1 else 'it says'}, then migrate again")
     click.echo(f"migrate: {counted} above {'need' if len(warnings) > 1 else 'needs'} action before the refresh "
