@@ -46,13 +46,19 @@ class RefreshResult:
         return sum(step.ms for step in self.steps)
 
 
-def refresh(engine: Engine, as_of: datetime | None = None, full: bool = False) -> RefreshResult:
-    """Run one refresh (incremental unless ``full``); raise RefreshBusy or RefreshFailed when it does not succeed."""
+def refresh(engine: Engine, as_of: datetime | None = None, full: bool = False,
+            check_schema: bool = True) -> RefreshResult:
+    """Run one refresh (incremental unless ``full``); raise RefreshBusy or RefreshFailed when it does not succeed.
+
+    ``check_schema=False`` skips the checks for a primary and a current schema (five queries), for a
+    caller that refreshes every few seconds and checked them at its first refresh: a schema downgraded
+    since still fails in one line (NotMigrated), a standby with SQLSTATE 25006 (RefreshFailed)."""
     try:
         with db.session(engine) as connection:
-            db.require_primary(connection)
-            require_current_schema(connection)
-            connection.commit()
+            if check_schema:
+                db.require_primary(connection)
+                require_current_schema(connection)
+                connection.commit()
             # Wait for a running refresh before the snapshot, then commit at once (releasing its row
             # lock): a refresh that waited for another reads what that one wrote (REPEATABLE READ
             # fixes the snapshot at the first statement). Only lock_timeout (refresh_lock_wait)

@@ -69,7 +69,7 @@ def sync(engine, redis_url: str | None, pattern: str, follow: bool, list_invalid
             allow_mass_delete=allow_mass_delete)
         stopping = worker.Stopping()
         log = worker.Log(json_lines=log_format == "json")
-        stopping.install_signal_handlers()
+        stopping.install_signal_handlers(log)
         worker.follow(engine, options, log, stopping)
         worker.exit_after_signal(engine, stopping)
     else:
