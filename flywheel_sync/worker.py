@@ -215,13 +215,13 @@ def _retry(log: Log, backoff: Backoff, stopping: Stopping, event: str, server: s
 
 
 def _refresh_if_due(engine: Engine, log: Log, schedule: RefreshSchedule) -> float:
-    """Refresh when due; the seconds until the next is due. A database fault here is logged, not raised:
-    the caller is already waiting for another server."""
+    """Refresh when due; the seconds until the next is due. A database fault here is logged once and
+    not raised (the caller is already waiting for Redis); no refresh is tried again in that wait."""
     try:
         schedule.run_if_due(engine)
     except (DatabaseUnavailable, sa.exc.OperationalError, sa.exc.InterfaceError, psycopg.OperationalError) as exc:
         log("refresh_failed", reason="interval", error=syncing.first_line(exc))
-        return max(schedule.every or 1.0, 1.0)
+        return float("inf")
     return schedule.seconds_until_due()
 
 

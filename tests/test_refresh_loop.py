@@ -110,6 +110,17 @@ def test_the_loop_survives_its_database_connections_being_dropped(
     assert running.failure is None
 
 
+def test_the_metrics_stay_fresh_while_redis_is_down(engine, owner_engine, restartable_redis, start_worker):
+    running = start_worker(engine, restartable_redis.url, "playbook:PB-*", refresh_every=0.2)
+    assert eventually(lambda: running.log.events("subscribed") and newest_refresh(engine) > 0)
+    restartable_redis.stop()
+    assert eventually(lambda: running.log.events("redis_unavailable"))
+    with owner_engine.begin() as connection:
+        add_incident(connection, created_at=now())
+    assert eventually(lambda: summary_value(engine, "incidents_total") == 1, seconds=5)
+    assert running.failure is None
+
+
 def test_the_schedule_backs_off_after_a_failed_refresh_and_resumes_its_interval_after_a_success(
         engine, owner_engine):
     clock = [0.0]
