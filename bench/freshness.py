@@ -11,9 +11,11 @@ alternately:
 
 and measures each change's staleness, commit (or SET) returned -> first seen in ``flywheel.summary``
 (``incidents_total`` / ``playbook_count``), by polling the view every 20 ms on a connection of its own.
-Over the same window: the worker process's CPU (user + system from /proc/<pid>/stat, its threads
-included) as a share of one core, and the server's time spent refreshing (the durations of the
-refresh_log rows of the window, summed, over the window's wall time). The worker reconciles every
+Over the same window, as shares of one core: the worker process's CPU (user + system from
+/proc/<pid>/stat, its threads included), the CPU of its server backends (the same, of every backend
+of the database but the benchmark's own two: the server runs on this machine), and the server's
+wall time spent refreshing (the durations of the window's refresh_log rows, summed, over the
+window: on a loaded machine this counts the time a refresh waited for a core too). The worker reconciles every
 ``--reconcile-every`` seconds (60 by default, five times the worker's default, so the window holds a
 no-change pass over the scale's playbooks and the CPU share is an upper bound).
 
@@ -95,6 +97,13 @@ class Watcher:
             return len(self.awaited)
 
 
+def worker_backends(writer: psycopg.Connection, watcher: Watcher) -> set[int]:
+    """The server processes of the worker's connections: every client backend of the database but the benchmark's."""
+    return {pid for (pid,) in writer.execute(
+        "select pid from pg_stat_activity where datname = current_database() and backend_type = 'client backend'"
+        " and pid not in (pg_backend_pid(), %s)", (watcher.connection.info.backend_pid,))}
+
+
 def start_worker(database_url: str, redis_url: str, refresh_every: float, reconcile_every: float,
                  log_path: str) -> subprocess.Popen:
     command = [os.path.join(os.path.dirname(sys.executable), "flywheel-sync"), "sync", "--follow",
@@ -135,6 +144,8 @@ def measure(url: str, redis_server_url: str, scale: str, changes: int, refresh_e
         time.sleep(2 * refresh_every)
         incidents, playbooks = watcher.current()
         watcher.thread.start()
+        backends = worker_backends(writer, watcher)
+        backend_cpu_before = sum(process_cpu_seconds(pid) for pid in backends)
         cpu_before, wall_before = process_cpu_seconds(worker.pid), time.monotonic()
         window_start = writer.execute("select clock_timestamp()").fetchone()[0]
         for number in range(changes):
@@ -154,6 +165,9 @@ def measure(url: str, redis_server_url: str, scale: str, changes: int, refresh_e
         while watcher.pending() and time.monotonic() < deadline:
             time.sleep(0.05)
         cpu_after, wall_after = process_cpu_seconds(worker.pid), time.monotonic()
+        # A backend started during the window (a pool's new connection) spent all its CPU in it.
+        backends |= worker_backends(writer, watcher)
+        backend_cpu_after = sum(process_cpu_seconds(pid) for pid in backends if os.path.exists(f"/proc/{pid}"))
         window_end = writer.execute("select clock_timestamp()").fetchone()[0]
         refreshes = writer.execute(
             "select count(*), coalesce(sum(extract(epoch from finished_at - started_at)), 0),"
@@ -191,13 +205,14 @@ def measure(url: str, redis_server_url: str, scale: str, changes: int, refresh_e
             "refresh_ms_median": round(float(refresh_median or 0) * 1000, 1),
             "server_refresh_share": float(refresh_seconds) / wall,
             "process_cpu_share": (cpu_after - cpu_before) / wall,
+            "backend_cpu_share": (backend_cpu_after - backend_cpu_before) / wall, "backends": len(backends),
             "load": os.getloadavg(), "worker_log": log_path}
 
 
 def render(results: list[dict]) -> str:
     header = ("| server | scale | every | source p50 / p95 / max s | redis p50 / p95 / max s | all p95 s "
-              "| refreshes | refresh ms p50 | server refresh share | process CPU | load |")
-    lines = [header, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+              "| refreshes | refresh ms p50 | refresh wall share | worker CPU | its backends' CPU | load |")
+    lines = [header, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
 
     def triple(values: dict) -> str:
         return " / ".join(f"{values[key]:.2f}" if values[key] is not None else "-" for key in ("p50", "p95", "max"))
@@ -207,7 +222,8 @@ def render(results: list[dict]) -> str:
             f"| {row['postgres']} | {row['scale']} | {row['refresh_every']:g} s | {triple(row['staleness']['source'])} "
             f"| {triple(row['staleness']['redis'])} | {row['staleness']['all']['p95']:.2f} | {row['refreshes']} "
             f"| {row['refresh_ms_median']:.1f} | {100 * row['server_refresh_share']:.1f}% "
-            f"| {100 * row['process_cpu_share']:.1f}% | {' '.join(f'{value:.1f}' for value in row['load'])} |")
+            f"| {100 * row['process_cpu_share']:.1f}% | {100 * row['backend_cpu_share']:.1f}% "
+            f"| {' '.join(f'{value:.1f}' for value in row['load'])} |")
     return "\n".join(lines)
 
 
@@ -217,7 +233,8 @@ def main() -> None:
     parser.add_argument("--postgres", choices=dataset.POSTGRES_KINDS, action="append",
                         help="server (repeatable; default embedded)")
     parser.add_argument("--changes", type=int, default=40, help="changes per run, half to each source (default 40)")
-    parser.add_argument("--refresh-every", type=float, default=2.0, help="the worker's --refresh-every (default 2)")
+    parser.add_argument("--refresh-every", type=float, action="append",
+                        help="the worker's --refresh-every (repeatable; default 2)")
     parser.add_argument("--reconcile-every", type=float, default=60.0,
                         help="the worker's --reconcile-every (default 60)")
     parser.add_argument("--seed", type=int, default=13)
@@ -233,10 +250,11 @@ def main() -> None:
         for scale in options.scale or ["S"]:
             say(f"{postgres}, scale {scale}")
             url = dataset.ensure(servers.postgres_url, scale, say)
-            result = measure(url, servers.redis_url, scale, options.changes, options.refresh_every,
-                             options.reconcile_every, options.seed, say)
-            results.append({"postgres": postgres, **result})
-            say(json.dumps(result["staleness"]["all"]))
+            for refresh_every in options.refresh_every or [2.0]:
+                result = measure(url, servers.redis_url, scale, options.changes, refresh_every,
+                                 options.reconcile_every, options.seed, say)
+                results.append({"postgres": postgres, **result})
+                say(json.dumps(result["staleness"]["all"]))
     if options.json:
         print(json.dumps({"freshness": results, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
                          indent=2, default=str))
