@@ -1,7 +1,9 @@
 """When the sync worker refreshes the metrics: `sync --follow --refresh-every SECONDS`.
 
 Every ``every`` seconds (measured from the start of the previous refresh, so the cadence holds
-while refreshes take time), and at once after the mirror changed when ``after_change``. The worker
+while refreshes take time; a refresh slower than half the interval is followed by as long a pause,
+so the worker keeps a backend busy at most half the time), and at once after the mirror changed
+when ``after_change``. The worker
 calls :meth:`RefreshSchedule.run_if_due` from its loop; one refresh runs at a time, in the worker's
 thread, so a SIGTERM lets the refresh in hand finish.
 
@@ -122,7 +124,11 @@ class RefreshSchedule:
             self.log("refresh_recovered", failures_in_a_row=self.failures)
             self.failures = 0
         self.total += 1
-        self.next_due = started + self.every if self.every else float("inf")
+        # A routine refresh slower than half the interval waits as long as it took before the next:
+        # the worker never keeps a backend busy more than half the time, however slow routine runs
+        # get. The nightly full refresh is not followed by such a pause.
+        pause = elapsed if result.mode != "full" else 0.0
+        self.next_due = max(started + self.every, started + elapsed + pause) if self.every else float("inf")
         self.counts.refreshes += 1
         self.counts.full += result.mode == "full"
         self.counts.milliseconds.append(result.total_ms)
