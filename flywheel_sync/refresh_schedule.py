@@ -15,8 +15,8 @@ thread, so a SIGTERM lets the refresh in hand finish.
   is retried without taking the database's time every few seconds.
 - **A lost connection** is not caught here: it ends the worker's pass, which reconnects with backoff.
 
-Log lines: ``refreshed`` for a full refresh, a refresh after a change, and one slower than its
-interval; every ``summary_every`` seconds one ``refresh_summary`` line with the counts and times of
+Log lines: ``refreshed`` for a full refresh, a refresh after a change, and one slower than half
+its interval (which the next waits for); every ``summary_every`` seconds one ``refresh_summary`` line with the counts and times of
 the interval refreshes since the last (at a 2-second cadence a line per refresh would be 43,200 a day).
 """
 
@@ -60,6 +60,11 @@ class Counts:
 
 
 class RefreshSchedule:
+    """The worker's refreshes: when the next is due, what the last ones did, what to log.
+
+    ``every`` None with ``after_change`` False never refreshes (the worker leaves it to cron);
+    ``clock`` is injectable so a test can drive the schedule step by step."""
+
     def __init__(self, every: float | None, after_change: bool, log, summary_every: float = SUMMARY_SECONDS,
                  clock=time.monotonic) -> None:
         self.every, self.after_change, self.log, self.clock = every, after_change, log, clock
@@ -72,10 +77,6 @@ class RefreshSchedule:
         self.change_pending = False
         self.counts = Counts()
         self.total = 0
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.every or self.after_change)
 
     def changed(self) -> None:
         """The mirror changed: with ``after_change``, refresh at the next call (unless backing off)."""
@@ -133,7 +134,7 @@ class RefreshSchedule:
         self.counts.full += result.mode == "full"
         self.counts.milliseconds.append(result.total_ms)
         self.counts.computed_at = result.computed_at
-        if result.mode == "full" or reason != "interval" or (self.every and elapsed > self.every):
+        if result.mode == "full" or reason != "interval" or (self.every and elapsed > self.every / 2):
             self.log("refreshed", reason=reason, mode=result.mode, mode_reason=result.mode_reason,
                      refresh_id=result.refresh_id, ms=result.total_ms, seconds=round(elapsed, 3))
         return True
