@@ -5,6 +5,7 @@ Real servers; every wait is on a condition with a timeout (tests.platform.eventu
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -15,7 +16,8 @@ from datetime import datetime, timezone
 import pytest
 import sqlalchemy as sa
 
-from flywheel_sync import db
+from flywheel_sync import sync as syncing
+from flywheel_sync import worker
 from flywheel_sync.refresh_schedule import RefreshSchedule
 from flywheel_sync.worker import Log
 from tests.conftest import Lines
@@ -119,6 +121,28 @@ def test_the_metrics_stay_fresh_while_redis_is_down(engine, owner_engine, restar
         add_incident(connection, created_at=now())
     assert eventually(lambda: summary_value(engine, "incidents_total") == 1, seconds=5)
     assert running.failure is None
+
+
+def test_the_refresh_keeps_its_interval_during_a_reconciliation_pass(
+        engine, redis_client, redis_server_url, playbook_pattern, redis_prefix):
+    syncing.load_sample_playbooks(redis_client, f"{redis_prefix}playbook:", 3 * syncing.SCAN_COUNT)
+    ticks = itertools.count(step=10.0)  # every look at the clock is ten seconds later: always due
+    lines = Lines()
+    log = Log(json_lines=True, stream=lines)
+    schedule = RefreshSchedule(every=2.0, after_change=False, log=log, clock=lambda: next(ticks))
+    options = worker.FollowOptions(redis_url=redis_server_url, pattern=playbook_pattern)
+    client = syncing.connect_redis(redis_server_url)
+    try:
+        worker._reconcile(engine, client, options, log, worker.Totals(), collect=lambda: None, pending=set(),
+                          schedule=schedule)
+    finally:
+        client.close()
+    with engine.connect() as connection:
+        during = connection.execute(sa.text(
+            "select count(*) from flywheel.refresh_log as r, flywheel.sync_log as s"
+            " where r.status = 'ok' and r.started_at between s.started_at and s.finished_at")).scalar_one()
+    assert lines.events("reconciled")[0]["scanned"] == 3 * syncing.SCAN_COUNT
+    assert during >= 2
 
 
 def test_the_schedule_backs_off_after_a_failed_refresh_and_resumes_its_interval_after_a_success(
