@@ -149,12 +149,11 @@ class Totals:
     refreshes: int = 0
 
 
-def follow(engine: Engine, options: FollowOptions, log: Log, stopping: Stopping,
-           schedule: RefreshSchedule | None = None) -> Totals:
+def follow(engine: Engine, options: FollowOptions, log: Log, stopping: Stopping) -> Totals:
     """Run until ``stopping`` is set; returns what was done. Raises SyncBusy only with --no-wait."""
     totals = Totals()
     backoff = Backoff(options.backoff_base, options.backoff_cap)
-    schedule = schedule or RefreshSchedule(options.refresh_every, options.refresh_after_change, log)
+    schedule = RefreshSchedule(options.refresh_every, options.refresh_after_change, log)
     log("started", pattern=options.pattern, redis=mask(options.redis_url),
         database=mask(engine.url), reconcile_every=options.reconcile_every,
         refresh_every=options.refresh_every, refresh_after_change=options.refresh_after_change)
