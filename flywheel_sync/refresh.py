@@ -55,18 +55,23 @@ class RefreshResult:
         return sum(step.ms for step in self.steps)
 
 
-def refresh(database: str | Engine | None, as_of: datetime | None = None, full: bool = False) -> RefreshResult:
+def refresh(database: str | Engine | None, as_of: datetime | None = None, full: bool = False,
+            check_schema: bool = True) -> RefreshResult:
     """Run one refresh (incremental unless ``full``); raise RefreshBusy or RefreshFailed when it does not succeed.
 
     ``database`` is a database URL (None: not given), or an Engine whose URL is used (the refresh
-    takes a connection of its own, closed when it ends).
+    takes a connection of its own, closed when it ends). ``check_schema=False`` skips the checks for
+    a primary and a current schema (five queries), for a caller that refreshes every few seconds and
+    checked them at its first refresh: a schema downgraded since still fails in one line
+    (NotMigrated), a standby with SQLSTATE 25006 (RefreshFailed).
     """
     url = database if database is None or isinstance(database, str) else _libpq_url(database)
     try:
         with pg.connect(url) as connection, pg.one_line_failures(url):
-            pg.require_primary(connection)
-            require_current_schema(connection, url)
-            connection.commit()
+            if check_schema:
+                pg.require_primary(connection)
+                require_current_schema(connection, url)
+                connection.commit()
             # Wait for a running refresh before the snapshot, then commit at once (releasing its row
             # lock): a refresh that waited for another reads what that one wrote (REPEATABLE READ
             # fixes the snapshot at the first statement). Only lock_timeout (refresh_lock_wait)

@@ -25,9 +25,11 @@ if TYPE_CHECKING:
               help="Exit 1 unless a complete pass finished within SECONDS (for monitoring; no sync).")
 @click.option("--reconcile-every", type=float, default=300.0, show_default=True, metavar="SECONDS",
               help="With --follow: seconds between full reconciliation passes.")
-@click.option("--refresh-every", type=float, metavar="SECONDS",
-              help="With --follow: also run the refresh every SECONDS.")
-@click.option("--refresh-after-change", is_flag=True, help="With --follow: run the refresh after each change set.")
+@click.option("--refresh-every", type=click.FloatRange(min=0.1), metavar="SECONDS",
+              help="With --follow: also run the refresh every SECONDS (2-5 keeps flywheel.summary seconds "
+                   "fresh; skipped while another refresher holds the lock).")
+@click.option("--refresh-after-change", is_flag=True,
+              help="With --follow: also refresh as soon as the mirror changed.")
 @click.option("--allow-mass-delete", is_flag=True,
               help="Delete even when a pass would remove more than half the mirror's rows (refused otherwise: "
                    "a pattern typo or an emptied Redis would wipe it).")
@@ -51,14 +53,16 @@ def sync(engine, redis_url: str | None, pattern: str, follow: bool, list_invalid
 
     With --follow it keeps running: Redis keyspace notifications bring changes within about a
     second (the worker turns them on when Redis allows it, and says how when not), a full pass runs
-    every --reconcile-every seconds, and SIGTERM or SIGINT stop it cleanly. One worker per database.
+    every --reconcile-every seconds, and SIGTERM or SIGINT stop it cleanly (the pass or refresh in
+    hand finishes, exit 0; a second signal exits at once). One worker per database. With
+    --refresh-every it keeps the metrics current too: docs/sync.md, "Seconds-fresh metrics".
 
     \b
     Example:
         flywheel-sync sync
         flywheel-sync sync --json --pattern 'tenant-a:playbook:PB-*'
         flywheel-sync sync --invalid
-        flywheel-sync sync --follow --refresh-every 60 --log-format json
+        flywheel-sync sync --follow --refresh-every 2 --refresh-after-change --log-format json
         flywheel-sync sync --health 900 || echo "no complete sync in 15 minutes"
     """
     from .. import sync as syncing
@@ -75,7 +79,7 @@ def sync(engine, redis_url: str | None, pattern: str, follow: bool, list_invalid
             allow_mass_delete=allow_mass_delete)
         stopping = worker.Stopping()
         log = worker.Log(json_lines=log_format == "json")
-        stopping.install_signal_handlers()
+        stopping.install_signal_handlers(log)
         worker.follow(engine, options, log, stopping)
         worker.exit_after_signal(engine, stopping)
     else:
