@@ -4,8 +4,9 @@ Two PostgreSQL servers: the embedded one (PostgreSQL 16 from a wheel, no JIT lib
 machine's Debian PostgreSQL 15 (flywheel_sync.pgcluster: its default settings, JIT on), a cluster
 under bench/.cache/debian15 that the benchmark starts itself; FLYWHEEL_DATABASE_URL overrides both.
 
-Each scale, layout (plain or partitioned source tables) and state (normal, or stuck: a fifth of all
-incidents left active) gets a database of its own, ``flywheel_bench_<scale>[_partitioned][_stuck]``,
+Each scale, layout (plain or partitioned source tables) and state (normal; stuck: a fifth of all
+incidents left active; realistic: the last week's traffic the same at every scale, see
+flywheel_sync.generate) gets a database of its own, ``flywheel_bench_<scale>[_partitioned][_<state>]``,
 marked by a comment so that the benchmark only ever drops a database it made. A database is reused
 when its row counts are exactly the scale's (the benchmark deletes every row it adds, so a finished
 run leaves them so).
@@ -25,7 +26,7 @@ from flywheel_sync import db, embedded, generate, migrate, pgcluster
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 POSTGRES_KINDS = ("embedded", "debian15")
-STATES = ("normal", "stuck")
+STATES = generate.STATES
 # The dashboard's default range is the last 7 days, at one refresh a minute.
 HISTORY_MINUTES = 7 * 1440
 MARKER = "flywheel-sync bench data, scale {scale}{variant}: safe to drop"
@@ -122,7 +123,7 @@ def ensure(server_url: str, scale: str, say, layout: str = "plain", state: str =
         say(f"building {name}: {size.incidents:,} incidents, {size.executions:,} executions, "
             f"{size.knowledge_entries:,} knowledge entries, {layout}, {state} (once; cached afterwards)")
         engine = db.create_engine(url, poolclass=sa.pool.NullPool)
-        generate.generate(engine, size, layout=layout, stuck=state == "stuck")
+        generate.generate(engine, size, layout=layout, state=state)
         engine.dispose()
         with psycopg.connect(libpq(url), autocommit=True) as connection:
             # The visibility map lets index-only scans skip the heap, as on a platform table autovacuum keeps.

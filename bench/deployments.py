@@ -1,6 +1,7 @@
 """The refresh as production runs it: on the machine's Debian PostgreSQL 15 (default settings, JIT on)
-and on the embedded server, on plain and on range-partitioned source tables, on a normal platform and
-on a stuck one (a fifth of all incidents active for months).
+and on the embedded server, on plain and on range-partitioned source tables, on a normal platform, on
+a stuck one (a fifth of all incidents active for months) and on a realistic one (scale S's recent
+traffic at every scale, flywheel_sync.generate).
 
 For each server, layout and state (each a cached database of bench/dataset.py) it times, with the
 refresh function's JIT at the server's default and with the function-level ``jit = off``:
@@ -274,7 +275,7 @@ def main() -> None:
     parser.add_argument("--layout", choices=generate.LAYOUTS, action="append",
                         help="source layout (repeatable; default both)")
     parser.add_argument("--state", choices=dataset.STATES, action="append",
-                        help="platform state (repeatable; default both)")
+                        help="platform state (repeatable; default all)")
     parser.add_argument("--repeat", type=int, default=5, help="repetitions of each measure (default 5)")
     parser.add_argument("--candidate-refresh", metavar="FILE",
                         help="measure this definition of flywheel.refresh instead of the release's")

@@ -113,6 +113,31 @@ def floor_pass(connection: psycopg.Connection) -> float:
     return total
 
 
+def grouped_floor_pass(connection: psycopg.Connection) -> float:
+    """One exact pass of each source table counting its rows per local day, summed: the cheapest
+    grouping by day there is (the fixed-offset day key of flywheel.local_day_key_sql, as the full
+    refresh groups, in parallel workers, through whichever scan the planner finds cheapest: an
+    index-only scan of the created_at index where the table is wide), without the refresh's other
+    counts. The day key's range is read first, outside the time."""
+    zone, first, last = connection.execute(
+        "select flywheel.setting('timezone') #>> '{}',"
+        " least((select min(created_at) from public.incidents), (select min(created_at) from public.auto_repair_executions),"
+        "       (select min(created_at) from public.knowledge_entries)),"
+        " greatest((select max(created_at) from public.incidents), (select max(created_at) from public.auto_repair_executions),"
+        "          (select max(created_at) from public.knowledge_entries))").fetchone()
+    day_key = connection.execute("select flywheel.local_day_key_sql('created_at', %s, %s, %s)",
+                                 (zone, first, last)).fetchone()[0]
+    total = 0.0
+    for table in SOURCE_TABLES:
+        # The volatile column keeps the planner from estimating a group per distinct created_at, which
+        # makes it aggregate serially (the full refresh's planner fence).
+        total += timed(lambda: connection.execute(
+            f"select day_key, count(*) from (select {day_key} as day_key, clock_timestamp() as planner_fence"
+            f" from public.{table}) as dated group by day_key").fetchall())
+    connection.commit()
+    return total
+
+
 # The old service's thirteen queries (flywheel_stats_service.py), bugs included, as it sent them.
 OLD_QUERIES = (
     "select count(*) filter (where success is true), count(*) from public.auto_repair_executions"

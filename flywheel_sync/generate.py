@@ -23,8 +23,18 @@ LAYOUTS = ("plain", "partitioned")
 # pg_partman's default premake: four months of partitions ahead of the current one.
 PREMADE_MONTHS = 4
 SOURCE_TABLES = ("incidents", "auto_repair_executions", "knowledge_entries")
-# The "stuck platform": a fifth of all incidents left investigating or mitigating, for months.
+# The platform's states: normal (every size's traffic grows with its rows), stuck (a fifth of all
+# incidents left investigating or mitigating, for months) and realistic (the last week's traffic of
+# every size at the same rate, so a larger size has more history, not more active rows).
+STATES = ("normal", "stuck", "realistic")
 STUCK_FRACTION = 0.2
+# The realistic state's recent stretch: a week, so every window of the metrics (at most 7 days) lies
+# inside it, at the average day of scale S (274 incidents and executions, 27 knowledge entries);
+# a size smaller than S keeps its own average day.
+REALISTIC_RECENT_DAYS = 7
+# Half the knowledge entries younger than this wait for their embedding (6 hours otherwise): a
+# backlog of a few dozen entries at the recent week's rate.
+REALISTIC_BACKLOG_AGE = "2 days"
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,8 @@ ALERTNAMES = [
 
 # Each statement makes rows first_id..last_id. Times fall over `days` days before anchor, denser
 # towards the present (a uniform draw to the power 1.6); the recent ones are the active, unvectorized ones.
+# Realistic: rows numbered from recent_from on fall uniformly over the last recent_span and are the
+# last inserted, as on a platform; the others fall uniformly (history_power 1) over the days before.
 INCIDENTS_SQL = """
 insert into {schema}.incidents (incident_id, alertname, status, notification_type, outcome, created_at, updated_at)
 select 'INC-' || n,
@@ -76,7 +88,9 @@ from (
                 else 'closed' end as status
     from (
         select n, random() as r_name, random() as r_type, random() as r_outcome, random() as r_status,
-               :anchor - cast(:span as interval) * power(random(), 1.6) as created_at
+               case when n >= cast(:recent_from as bigint) then :anchor - cast(:recent_span as interval) * random()
+                    else :anchor - cast(:recent_span as interval)
+                         - (cast(:span as interval) - cast(:recent_span as interval)) * power(random(), cast(:history_power as float8)) end as created_at
         from generate_series(cast(:first_id as bigint), cast(:last_id as bigint)) as n
     ) as drawn
     cross join lateral (select :anchor - drawn.created_at as age) as aged
@@ -88,19 +102,23 @@ insert into {schema}.auto_repair_executions (incident_id, playbook_id, success, 
 select 'INC-' || (1 + floor(random() * :incidents)::bigint),
        'PB-' || (1 + n % 40),
        case when r < 0.42 then true when r < 0.92 then false end,
-       :anchor - cast(:span as interval) * power(random(), 1.6)
+       case when n >= cast(:recent_from as bigint) then :anchor - cast(:recent_span as interval) * random()
+                    else :anchor - cast(:recent_span as interval)
+                         - (cast(:span as interval) - cast(:recent_span as interval)) * power(random(), cast(:history_power as float8)) end
 from (select n, random() as r from generate_series(cast(:first_id as bigint), cast(:last_id as bigint)) as n) as drawn
 """
 
 KNOWLEDGE_SQL = """
 insert into {schema}.knowledge_entries (title, embedding, created_at)
 select 'Runbook note ' || n,
-       case when age > interval '6 hours' or random() < 0.5
+       case when age > cast(:backlog_age as interval) or random() < 0.5
             then array_fill(random()::real, array[cast(:dim as integer)]) end,
        created_at
 from (
     select n, created_at, :anchor - created_at as age
-    from (select n, :anchor - cast(:span as interval) * power(random(), 1.6) as created_at
+    from (select n, case when n >= cast(:recent_from as bigint) then :anchor - cast(:recent_span as interval) * random()
+                    else :anchor - cast(:recent_span as interval)
+                         - (cast(:span as interval) - cast(:recent_span as interval)) * power(random(), cast(:history_power as float8)) end as created_at
           from generate_series(cast(:first_id as bigint), cast(:last_id as bigint)) as n) as drawn
 ) as entry
 """
@@ -156,6 +174,21 @@ def _chunks(total: int, first: int) -> list[tuple[int, int]]:
             for start in range(first, first + total, CHUNK_ROWS)]
 
 
+def realistic_recent_rows(size: Size) -> dict[str, int]:
+    """The rows per source table that the realistic state puts into its recent week: scale S's
+    average day (or ``size``'s own, when smaller) times REALISTIC_RECENT_DAYS, whatever the size."""
+    reference = SIZES["S"]
+    rows = {}
+    for table, total, reference_total in (
+        ("incidents", size.incidents, reference.incidents),
+        ("auto_repair_executions", size.executions, reference.executions),
+        ("knowledge_entries", size.knowledge_entries, reference.knowledge_entries),
+    ):
+        per_day = min(total / size.days, reference_total / reference.days)
+        rows[table] = min(total, round(per_day * REALISTIC_RECENT_DAYS))
+    return rows
+
+
 def generate(
     engine: Engine,
     size: Size,
@@ -163,17 +196,25 @@ def generate(
     seed: float = 0.42,
     progress: Callable[[int], None] = lambda rows: None,
     layout: str = "plain",
-    stuck: bool = False,
+    state: str = "normal",
 ) -> dict[str, int]:
     """Append ``size`` rows to the platform's tables in ``schema`` (created when absent, in ``layout``:
     plain or partitioned, see create_reference_schema, with partitions for the whole span).
 
-    ``stuck`` leaves a fifth of all incidents active (investigating or mitigating), however old: a
-    platform whose incidents get stuck. Calls ``progress(rows)`` after each chunk; returns the rows
-    added per table.
+    ``state`` "stuck" leaves a fifth of all incidents active (investigating or mitigating), however
+    old: a platform whose incidents get stuck. "realistic" gives the last REALISTIC_RECENT_DAYS the
+    same traffic at every size (realistic_recent_rows, stamped uniformly over the week, inserted
+    last) and spreads the rest uniformly over the days before: the active incidents, the unvectorized backlog and
+    the last day's arrivals are then about the same at L as at S, and only history grows. "normal"
+    stamps every row densest towards the present, so those grow with the size. Calls
+    ``progress(rows)`` after each chunk; returns the rows added per table.
     """
+    if state not in STATES:
+        raise ValueError(f"state must be one of {', '.join(STATES)}, not {state!r}")
     quoted = engine.dialect.identifier_preparer.quote(schema)
     span = f"{size.days} days"
+    recent = realistic_recent_rows(size) if state == "realistic" else dict.fromkeys(SOURCE_TABLES, 0)
+    recent_span = f"{REALISTIC_RECENT_DAYS if state == 'realistic' else 0} days"
     with db.connect(engine) as connection:
         anchor = connection.execute(sa.text("select now()")).scalar_one()
         today = anchor.date()
@@ -181,18 +222,22 @@ def generate(
                                 (today - timedelta(days=size.days + 1), add_months(today, PREMADE_MONTHS)))
         first_incident = 1 + connection.execute(sa.text(f"select count(*) from {quoted}.incidents")).scalar_one()
         connection.execute(sa.text("select setseed(:seed)"), {"seed": seed})
-        common = {"anchor": anchor, "span": span, "alertnames": ALERTNAMES,
+        common = {"anchor": anchor, "span": span, "recent_span": recent_span, "alertnames": ALERTNAMES,
+                  "history_power": 1.0 if state == "realistic" else 1.6,
+                  "backlog_age": REALISTIC_BACKLOG_AGE if state == "realistic" else "6 hours",
                   "incidents": first_incident + size.incidents - 1, "dim": size.embedding_dim,
-                  "stuck_fraction": STUCK_FRACTION if stuck else 0.0}
-        for template, total, first in (
-            (INCIDENTS_SQL, size.incidents, first_incident),
-            (EXECUTIONS_SQL, size.executions, 1),
-            (KNOWLEDGE_SQL, size.knowledge_entries, 1),
+                  "stuck_fraction": STUCK_FRACTION if state == "stuck" else 0.0}
+        for table, template, total, first in (
+            ("incidents", INCIDENTS_SQL, size.incidents, first_incident),
+            ("auto_repair_executions", EXECUTIONS_SQL, size.executions, 1),
+            ("knowledge_entries", KNOWLEDGE_SQL, size.knowledge_entries, 1),
         ):
             statement = sa.text(template.replace("{schema}", quoted))
             used = {name: value for name, value in common.items() if f":{name}" in template}
+            recent_from = first + total - recent[table]
             for first_id, last_id in _chunks(total, first):
-                connection.execute(statement, {**used, "first_id": first_id, "last_id": last_id})
+                connection.execute(statement, {**used, "recent_from": recent_from,
+                                               "first_id": first_id, "last_id": last_id})
                 progress(last_id - first_id + 1)
         connection.execute(sa.text(f"analyze {quoted}.incidents, {quoted}.auto_repair_executions,"
                                    f" {quoted}.knowledge_entries"))

@@ -42,3 +42,7 @@ def test_refresh_imports_psycopg_alone(database_url):
 
 def test_the_size_choices_of_generate_are_the_sample_sizes():
     assert core.SIZE_NAMES == tuple(generate.SIZES)
+
+
+def test_the_state_choices_of_generate_are_the_generator_states():
+    assert core.STATE_NAMES == generate.STATES

@@ -58,6 +58,18 @@ def test_knowledge_entries_and_executions_without_an_id_are_skipped_and_counted(
     assert (summary_row(loose).km_total, summary_row(loose).executions_7d) == (1, 0)
 
 
+def test_the_full_refresh_counts_skipped_executions_with_or_without_a_time_and_only_usable_dated_ones(loose):
+    loose.execute(sa.text("alter table auto_repair_executions alter column created_at drop not null"))
+    add_execution(loose, created_at=None)
+    add_execution(loose, success=False)
+    loose.execute(sa.text(NO_IDS))
+    add_execution(loose, created_at=None)
+    add_execution(loose)
+    result = refresh(loose, full=True)
+    assert result["unusable"] == {"auto_repair_executions": {"id_missing": 2}}
+    assert (summary_row(loose).executions_24h, summary_row(loose).executions_7d) == (1, 1)
+
+
 def test_every_copy_of_a_duplicated_incident_id_is_skipped(loose):
     add_incident(loose, incident_id="INC-twice", status="investigating", created_at=AS_OF - DAY)
     add_incident(loose, incident_id="INC-twice", status="resolved", created_at=AS_OF - DAY)

@@ -10,8 +10,9 @@ import click
 from ..errors import MigratedWithWarnings
 from .options import as_json, database_url, echo_json, echo_table, engine_for, with_engine
 
-# The names of generate.SIZES, here so that --help needs no SQLAlchemy (a test keeps them equal).
+# The names of generate.SIZES and generate.STATES, here so that --help needs no SQLAlchemy (tests keep them equal).
 SIZE_NAMES = ("demo", "S", "M", "L")
+STATE_NAMES = ("normal", "stuck", "realistic")
 
 
 @click.command()
@@ -262,8 +263,11 @@ def summary(engine, shape: str | None, with_timestamps: bool, textfile: Path | N
               help="How much: demo (weeks, thousands of rows), S (100k incidents), M (1M), L (10M).")
 @click.option("--source-schema", default="public", show_default=True, help="Schema to create the tables in.")
 @click.option("--seed", type=float, default=0.42, show_default=True, help="Seed of random(): same seed, same data.")
+@click.option("--state", type=click.Choice(STATE_NAMES), default="normal", show_default=True,
+              help="normal: recent traffic grows with the size; stuck: a fifth of all incidents left active; "
+                   "realistic: the last week has scale S's traffic at every size, so only history grows.")
 @with_engine
-def generate(engine, size: str, source_schema: str, seed: float) -> None:
+def generate(engine, size: str, source_schema: str, seed: float, state: str) -> None:
     """Create the reference platform tables and fill them with sample data.
 
     For demos and benchmarks only: it appends rows to incidents, auto_repair_executions and
@@ -279,7 +283,7 @@ def generate(engine, size: str, source_schema: str, seed: float) -> None:
     chosen = sample.SIZES[size]
     total = chosen.incidents + chosen.executions + chosen.knowledge_entries
     with click.progressbar(length=total, label=f"generating {size}", show_pos=True) as bar:
-        added = sample.generate(engine, chosen, source_schema, seed, progress=bar.update)
+        added = sample.generate(engine, chosen, source_schema, seed, progress=bar.update, state=state)
     click.echo(", ".join(f"{rows:,} {table}" for table, rows in added.items()) + f" added to {source_schema}")
 
 
