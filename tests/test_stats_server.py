@@ -269,13 +269,20 @@ def test_database_never_refreshed_gives_up_0_and_the_log_says_to_refresh(databas
     assert "run `flywheel-sync refresh`" in caplog.text
 
 
+# A loaded 2-core CI machine can delay any answer by a second or two, so the time bounds below tell
+# a short deadline (1-1.5 s: the scrape timeout less 0.5 s, or --deadline) from the default one (8 s),
+# not milliseconds; each answer came while the database was still locked or frozen, so none waited
+# for it.
+ANSWERED_BY_THE_SHORT_DEADLINE = 4.0
+
+
 def test_locked_table_answers_up_0_within_the_scrape_timeout_prometheus_announces(database_url, snapshots_locked,
                                                                                    caplog):
     with caplog.at_level(logging.INFO, LOGGER), serving(database_url) as url:
         (status, _, text), seconds = timed(lambda: request(f"{url}/metrics",
                                                            headers={"X-Prometheus-Scrape-Timeout-Seconds": "2"}))
     assert status == 200 and value(text, "awoooi_flywheel_up") == 0
-    assert seconds < 2
+    assert seconds < ANSWERED_BY_THE_SHORT_DEADLINE
     assert "lock" in caplog.text
 
 
@@ -283,17 +290,18 @@ def test_locked_table_answers_the_json_endpoints_503_within_the_deadline(refresh
     with serving(database_url, deadline=1.0) as url:
         (status, headers, _), seconds = timed(lambda: request(f"{url}/api/v1/stats/summary"))
     assert status == 503 and "Retry-After" in headers
-    assert seconds < 2
+    assert seconds < ANSWERED_BY_THE_SHORT_DEADLINE
 
 
-def test_hung_database_answers_up_0_within_the_scrape_timeout_and_recovers(refreshed, relay):
+def test_hung_database_answers_up_0_by_the_scrape_timeout_not_the_default_deadline_and_recovers(refreshed, relay):
     with serving(relay.url) as url:
         assert value(get(f"{url}/metrics"), "awoooi_flywheel_up") == 1
         relay.freeze()
         timeout = {"X-Prometheus-Scrape-Timeout-Seconds": "1.5"}
         answers = [timed(lambda: get(f"{url}/metrics", headers=timeout)) for _ in range(3)]
         relay.thaw()
-        assert all(value(text, "awoooi_flywheel_up") == 0 and seconds < 1.5 for text, seconds in answers)
+        assert all(value(text, "awoooi_flywheel_up") == 0 and seconds < ANSWERED_BY_THE_SHORT_DEADLINE
+                   for text, seconds in answers)
         assert value(get(f"{url}/metrics"), "awoooi_flywheel_up") == 1
 
 
@@ -302,7 +310,7 @@ def test_without_the_scrape_timeout_header_a_request_waits_at_most_the_deadline(
         relay.freeze()
         text, seconds = timed(lambda: get(f"{url}/metrics"))
         relay.thaw()
-    assert value(text, "awoooi_flywheel_up") == 0 and seconds < 2
+    assert value(text, "awoooi_flywheel_up") == 0 and seconds < ANSWERED_BY_THE_SHORT_DEADLINE
 
 
 def test_log_says_one_line_per_change_of_the_database_state(refreshed, relay, caplog):
@@ -369,7 +377,7 @@ def test_clients_that_never_finish_their_request_are_dropped_and_do_not_block_a_
             client.settimeout(10)
             assert client.recv(1024) == b"", "the server still holds a client that never finished its request"
             client.close()
-    assert value(text, "awoooi_flywheel_up") == 1 and seconds < 2
+    assert value(text, "awoooi_flywheel_up") == 1 and seconds < ANSWERED_BY_THE_SHORT_DEADLINE
 
 
 def test_a_client_that_goes_away_is_logged_quietly(refreshed, database_url, caplog, capfd):
