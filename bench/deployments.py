@@ -21,6 +21,9 @@ With --candidate-refresh FILE (a changed copy of the current sql/functions/refre
 definition is installed with CREATE OR REPLACE for the measures, and the release's own put back
 afterwards: how a proposed change of the refresh is measured before it becomes a release.
 
+With --function-jit-only, only the function-level ``jit = off`` is measured: what a release that
+declares it (0004 on) runs, without the server-default mode's minutes of compiling on partitions.
+
 With --ddl (partitioned layout), it also measures how long the platform's writes wait when partition
 maintenance runs during a full refresh: a writer inserts an incident every 5 ms while pg_partman's
 two statements run once the full refresh holds its locks, CREATE TABLE ... PARTITION OF (premake)
@@ -90,7 +93,7 @@ def released_refresh() -> str:
     return objects.definition("refresh", objects.current_versions()["refresh"])
 
 
-def measure_refreshes(url: str, repeats: int, say) -> dict:
+def measure_refreshes(url: str, repeats: int, say, jit_modes: tuple[str, ...] = JIT_MODES) -> dict:
     """Each measure alternates the JIT modes repetition by repetition, so both see the same state
     (the rows within the lookback, the tracked set and the cache grow as the benchmark writes)."""
     libpq = dataset.libpq(url)
@@ -100,7 +103,7 @@ def measure_refreshes(url: str, repeats: int, say) -> dict:
     with psycopg.connect(libpq) as connection, psycopg.connect(libpq, autocommit=True) as refresher:
         server = refresher.execute("select current_setting('jit'), pg_jit_available(),"
                                    " current_setting('jit_above_cost'), current_setting('server_version')").fetchone()
-        old = old_incidents(connection, len(JIT_MODES) * repeats)
+        old = old_incidents(connection, len(jit_modes) * repeats)
         connection.commit()
         unchanged = iter(old)
         full_call = measures.refresh_statement(refresher, full=True)
@@ -135,7 +138,7 @@ def measure_refreshes(url: str, repeats: int, say) -> dict:
                     measures.minute_of_change(connection, added)
                     measures.refresh(refresher, routine_call)
                 for _ in range(repeats):
-                    for mode in JIT_MODES:
+                    for mode in jit_modes:
                         set_function_jit(refresher, mode)
                         run(mode)
         finally:
@@ -154,7 +157,7 @@ def measure_refreshes(url: str, repeats: int, say) -> dict:
             "server": {"jit": server[0], "jit_available": server[1], "jit_above_cost": server[2],
                        "version": server[3]},
             "old_incident_age_days": round(float(old[0][2])),
-            "routine_steps": {mode: steps[f"routine refresh ({mode})"] for mode in JIT_MODES}}
+            "routine_steps": {mode: steps[f"routine refresh ({mode})"] for mode in jit_modes}}
 
 
 def ddl_during_full_refresh(url: str, lock_timeout: str | None, statement: str, say) -> dict:
@@ -279,6 +282,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="repetitions of each measure (default 5)")
     parser.add_argument("--candidate-refresh", metavar="FILE",
                         help="measure this definition of flywheel.refresh instead of the release's")
+    parser.add_argument("--function-jit-only", action="store_true",
+                        help="only the function-level jit = off (what a release declaring it runs): the server-default"
+                             " JIT mode compiles for seconds to minutes a run on partitioned sources")
     parser.add_argument("--ddl", action="store_true",
                         help="also partition maintenance during a full refresh (partitioned layouts)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
@@ -297,7 +303,8 @@ def main() -> None:
                 if options.candidate_refresh:
                     install_refresh(url, open(options.candidate_refresh).read())
                 try:
-                    result = measure_refreshes(url, options.repeat, say)
+                    result = measure_refreshes(url, options.repeat, say,
+                                               JIT_MODES[1:] if options.function_jit_only else JIT_MODES)
                 finally:
                     if options.candidate_refresh:
                         install_refresh(url, released_refresh())

@@ -132,10 +132,16 @@ RELEASES: dict[str, Release] = {
 # role that reads the sources and writes schema flywheel, nothing else) and runs with
 # row_security = off. Last, after every routine it hands over and after the grants.
 RELEASES["0005"] = (*RELEASES["0004"], ("ownership", 1))
-# Costs that follow change and history in tiers (issues 13 and 15): the refresh is the only object that
-# changes so far; later steps of this release add theirs here.
-RELEASES["0006"] = tuple(("refresh", 5) if name == "refresh" else (name, version)
-                         for name, version in RELEASES["0005"])
+# Costs that follow change and history in tiers (issues 13 and 15): the refresh (version 5) keeps the
+# stuck and TYPE-4 counts by differences (stuck_counts, which it calls, so before it) and looks up in
+# the whole table only the keys of rows it has not counted before (unusable_rows version 2); later
+# steps of this release add theirs here.
+RELEASES["0006"] = tuple(
+    entry
+    for name, version in RELEASES["0005"]
+    for entry in ({"refresh": (("stuck_counts", 1), ("refresh", 5)),
+                   "unusable_rows": (("unusable_rows", 2),)}.get(name, ((name, version),)))
+)
 
 _DROP_LINE = re.compile(r"^--\s*drop:\s*(?P<statement>.+?)\s*$", re.MULTILINE)
 

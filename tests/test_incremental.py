@@ -53,10 +53,13 @@ def assert_incremental_equals_full(connection: sa.Connection, as_of: datetime) -
 # updated_at with it, as the platform does.
 steps = st.one_of(
     st.tuples(st.just("incident"), st.integers(0, 72 * 60), st.sampled_from(["investigating", "mitigating", "resolved"]),
-              st.sampled_from([None, " ", "HighCPU"]), st.sampled_from([None, True, False])),
+              st.sampled_from([None, " ", "HighCPU"]), st.sampled_from([None, True, False]),
+              st.sampled_from(["TYPE-1", "TYPE-4"])),
     st.tuples(st.just("status"), st.integers(0, 10_000), st.sampled_from(["mitigating", "resolved", "closed"])),
     st.tuples(st.just("alertname"), st.integers(0, 10_000)),
     st.tuples(st.just("outcome"), st.integers(0, 10_000), st.booleans()),
+    st.tuples(st.just("notification_type"), st.integers(0, 10_000), st.sampled_from(["TYPE-1", "TYPE-4"])),
+    st.tuples(st.just("stuck_after"), st.sampled_from(["40 minutes", "24 hours"])),
     st.tuples(st.just("delete_recent_incident"), st.integers(0, 10_000)),
     st.tuples(st.just("execution"), st.integers(0, 9 * 24 * 60), st.sampled_from([None, True, False])),
     st.tuples(st.just("knowledge"), st.integers(0, 72 * 60), st.booleans()),
@@ -93,10 +96,11 @@ class Platform:
                                 {**values, "now": self.clock, "key": key})
         self.incidents[key] = self.clock
 
-    def incident(self, minutes_ago: int, status: str, alertname: str | None, success: bool | None) -> None:
+    def incident(self, minutes_ago: int, status: str, alertname: str | None, success: bool | None,
+                 notification_type: str) -> None:
         outcome = None if success is None else {"execution_success": success}
         key = add_incident(self.connection, incident_id=f"P-{next(self.numbers):04d}", status=status,
-                           alertname=alertname, outcome=outcome,
+                           alertname=alertname, outcome=outcome, notification_type=notification_type,
                            created_at=self.clock - minutes_ago * MINUTE, updated_at=self.clock)
         self.incidents[key] = self.clock
 
@@ -111,6 +115,14 @@ class Platform:
     def outcome(self, index: int, success: bool) -> None:
         if key := self._pick(index):
             self._touch(key, "outcome = cast(:outcome as jsonb)", {"outcome": f'{{"execution_success": {str(success).lower()}}}'})
+
+    def notification_type(self, index: int, notification_type: str) -> None:
+        if key := self._pick(index):
+            self._touch(key, "notification_type = :type", {"type": notification_type})
+
+    def stuck_after(self, interval: str) -> None:
+        # The threshold moves forward (a difference) or back (counted whole) at the next refresh.
+        set_setting(self.connection, "stuck_after", interval)
 
     def delete_recent_incident(self, index: int) -> None:
         # A delete is seen when the last refresh read the row within the lookback of its watermark
@@ -401,6 +413,75 @@ def test_incremental_refresh_counts_stuck_and_type4_incidents_from_the_tracked_r
     assert run_refresh(connection)["mode"] == "incremental"
     summary = summary_row(connection)
     assert (summary.incidents_investigating, summary.incidents_stuck, summary.type4_count) == (3, 2, 2)
+
+
+
+def stuck_and_type4(connection: sa.Connection) -> tuple[int, int]:
+    summary = summary_row(connection)
+    return summary.incidents_stuck, summary.type4_count
+
+
+def kept_counts(connection: sa.Connection, as_of: datetime) -> tuple[int, int]:
+    """The counts of an incremental run at as_of, which must be the full refresh's at as_of too; the
+    state is then as the full run leaves it."""
+    assert run_refresh(connection, as_of)["mode"] == "incremental"
+    incremental = stuck_and_type4(connection)
+    run_refresh(connection, as_of, full=True)
+    assert stuck_and_type4(connection) == incremental
+    return incremental
+
+
+def test_the_stuck_count_is_kept_in_refresh_state_between_runs(connection):
+    add_incident(connection, status="investigating", notification_type="TYPE-4", created_at=AS_OF - 2 * DAY)
+    run_refresh(connection, full=True)
+    run_refresh(connection)
+    kept = connection.execute(sa.text(
+        "select incidents_stuck, type4_count, stuck_before from flywheel.refresh_state")).one()
+    assert tuple(kept) == (1, 1, AS_OF - DAY)
+
+
+def test_an_incident_becomes_stuck_exactly_stuck_after_past_its_creation_between_two_runs(connection):
+    # stuck_after is 24 hours: investigating with created_at <= now - 24 hours is stuck.
+    add_incident(connection, status="investigating", created_at=AS_OF - DAY + MINUTE)
+    add_incident(connection, status="investigating", created_at=AS_OF - DAY + MINUTE + timedelta(microseconds=1))
+    run_refresh(connection, AS_OF - MINUTE, full=True)
+    assert kept_counts(connection, AS_OF) == (0, 0)
+    assert kept_counts(connection, AS_OF + MINUTE) == (1, 0)
+    assert kept_counts(connection, AS_OF + MINUTE + timedelta(microseconds=1)) == (2, 0)
+
+
+def test_changing_stuck_after_either_way_gives_the_full_refresh_stuck_count(connection):
+    for age in (HOUR, 3 * HOUR, 30 * HOUR):
+        add_incident(connection, status="investigating", created_at=AS_OF - age)
+    run_refresh(connection, AS_OF - MINUTE, full=True)
+    assert kept_counts(connection, AS_OF) == (1, 0)
+    set_setting(connection, "stuck_after", "2 hours")
+    assert kept_counts(connection, AS_OF) == (2, 0)
+    set_setting(connection, "stuck_after", "48 hours")
+    assert kept_counts(connection, AS_OF) == (0, 0)
+
+
+def test_a_refresh_at_an_earlier_as_of_counts_the_stuck_incidents_again(connection):
+    add_incident(connection, status="investigating", created_at=AS_OF - DAY - 30 * MINUTE)
+    run_refresh(connection, full=True)
+    assert kept_counts(connection, AS_OF) == (1, 0)
+    assert kept_counts(connection, AS_OF - HOUR) == (0, 0)
+
+
+def test_a_notification_type_or_status_change_moves_the_type4_count_by_its_difference(connection):
+    changes = {
+        add_incident(connection, status="investigating", notification_type="TYPE-1"): "notification_type = 'TYPE-4'",
+        add_incident(connection, status="investigating", notification_type="TYPE-1"): "notification_type = 'TYPE-4'",
+        add_incident(connection, status="investigating", notification_type="TYPE-4"): "notification_type = 'TYPE-2'",
+        add_incident(connection, status="investigating", notification_type="TYPE-4"): "status = 'resolved'",
+        add_incident(connection, status="mitigating", notification_type="TYPE-4"): "status = 'investigating'",
+    }
+    run_refresh(connection, AS_OF - MINUTE, full=True)
+    assert kept_counts(connection, AS_OF) == (4, 2)
+    for key, change in changes.items():
+        connection.execute(sa.text(f"update incidents set {change}, updated_at = :now where incident_id = :key"),
+                           {"now": AS_OF + MINUTE, "key": key})
+    assert kept_counts(connection, AS_OF + 2 * MINUTE) == (4, 3)
 
 
 FAR_FUTURE = datetime(2100, 1, 1, tzinfo=AS_OF.tzinfo)

@@ -28,7 +28,9 @@
 --     source lacks incidents.updated_at or one of the indexes below (flywheel-sync check).
 -- Whole-history totals are the sums of the rollups plus the rows whose created_at is NULL (read by
 -- the created_at index). today_processed, execution_success_today and flywheel_conversions_today are
--- sums of rollup days from today on; the rate's 24-hour and 7-day windows sum 10-minute buckets of
+-- sums of rollup days from today on; incidents_stuck and type4_count are kept in refresh_state and
+-- changed by the incidents step's differences plus the incidents newly past stuck_after
+-- (flywheel.stuck_counts), not counted over the active set; the rate's 24-hour and 7-day windows sum 10-minute buckets of
 -- recent_executions and read only their first, partial bucket; km_created_24h reads its first,
 -- partial day (index only) plus the rollup days after it; count_1h reads its hour. The playbook
 -- counts are flywheel.playbook_totals, which triggers on the mirror keep.
@@ -37,7 +39,10 @@
 -- through the subquery of flywheel.usable_rows_sql(): the rows flywheel.unusable_row_reason_sql()
 -- finds no reason against. A row with a NULL, duplicated or over-long key, an over-long
 -- notification_type or a created_at outside 1900..9999 is skipped, and counted per table and reason
--- in refresh_log.unusable (over every row when full, over the rows read when incremental). A row whose updated_at or created_at lies in the future counts like any other;
+-- in refresh_log.unusable (over every row when full, over the rows read when incremental; there a
+-- key is looked up in the whole table only for a row not counted before, i.e. not tracked with the
+-- same key and created_at, as a copy written since is not: release 0006, issue 15, where every key
+-- read was looked up in every partition). A row whose updated_at or created_at lies in the future counts like any other;
 -- the watermarks stop at flywheel.clock_ceiling() (now() + 5 minutes), so such a row is read again by
 -- every refresh rather than hide the rows written after it.
 --
@@ -70,7 +75,8 @@
 -- (flywheel.require_writable). docs/refresh.md lists what cannot be recorded and where it shows.
 --
 -- When changing this, also change: the tables of migrations (columns written here), flywheel_sync/check.py
--- (the indexes wanted), docs/refresh.md, docs/performance.md, flywheel.unusable_row_reason_sql (the rows skipped).
+-- (the indexes wanted), docs/refresh.md, docs/performance.md, flywheel.unusable_row_reason_sql (the rows skipped),
+-- flywheel.stuck_counts (the differences the incidents step hands it).
 --
 -- drop: drop function if exists flywheel.refresh(timestamptz, boolean)
 create function flywheel.refresh(as_of timestamptz default null, "full" boolean default false)
@@ -171,6 +177,9 @@ declare
     incidents_mitigating bigint;
     incidents_stuck bigint;
     type4_count bigint;
+    -- What the incremental incidents step changed in them (flywheel.stuck_counts); NULL when full.
+    stuck_changed bigint;
+    type4_changed bigint;
     executions_24h bigint;
     successes_24h bigint;
     executions_7d bigint;
@@ -302,9 +311,14 @@ begin
             knowledge_read := format('embedding is null or created_at > %L',
                                      coalesce(state.knowledge_watermark - lookback, '-infinity'));
         end if;
-        incidents_reason := flywheel.unusable_row_reason_sql(source_schema, 'incidents', incidents_read);
-        executions_reason := flywheel.unusable_row_reason_sql(source_schema, 'auto_repair_executions', executions_read);
-        knowledge_reason := flywheel.unusable_row_reason_sql(source_schema, 'knowledge_entries', knowledge_read);
+        -- A row read again as the tracked rows hold it (key and created_at) was looked up for a
+        -- duplicated key when first read: only the others' keys are looked up in the whole table.
+        incidents_reason := flywheel.unusable_row_reason_sql(source_schema, 'incidents', incidents_read,
+                                                             'flywheel.tracked_incidents');
+        executions_reason := flywheel.unusable_row_reason_sql(source_schema, 'auto_repair_executions', executions_read,
+                                                              'flywheel.tracked_executions');
+        knowledge_reason := flywheel.unusable_row_reason_sql(source_schema, 'knowledge_entries', knowledge_read,
+                                                             'flywheel.tracked_knowledge');
         incidents_rows := flywheel.usable_rows_sql(source_schema, 'incidents', incidents_reason);
         executions_rows := flywheel.usable_rows_sql(source_schema, 'auto_repair_executions', executions_reason);
         knowledge_rows := flywheel.usable_rows_sql(source_schema, 'knowledge_entries', knowledge_reason);
@@ -785,11 +799,18 @@ begin
                 )
                 select (select value from watermark), (select count(*) from seen) + (select count(*) from gone),
                        (select count(*) from recount_days),
-                       (select count(*) from written) + (select count(*) from emptied)
+                       (select count(*) from written) + (select count(*) from emptied),
+                       -- The stuck and TYPE-4 counts' difference: every seen row that is investigating
+                       -- is tracked as seen, every counted one was tracked as counted.
+                       (select count(*) filter (where status = 'investigating' and created_at <= $8) from seen)
+                       - (select count(*) filter (where status = 'investigating' and created_at <= $8) from counted),
+                       (select count(*) filter (where status = 'investigating' and notification_type = 'TYPE-4') from seen)
+                       - (select count(*) filter (where status = 'investigating' and notification_type = 'TYPE-4')
+                          from counted)
             $sql$, incidents_rows, incident_key_type)
             using zone, coalesce(state.incidents_watermark - lookback, '-infinity'), metrics_now, lookback,
-                  state.incidents_watermark, active, ceiling
-            into incidents_watermark, rows_read, days_recounted, rows_written;
+                  state.incidents_watermark, active, ceiling, state.stuck_before
+            into incidents_watermark, rows_read, days_recounted, rows_written, stuck_changed, type4_changed;
             execute format($sql$
                 select count(*), count(*) filter (where alertname is null or btrim(alertname, E' \t\r\n') = ''),
                        count(*) filter (where status = 'investigating'), count(*) filter (where status = 'mitigating')
@@ -1105,21 +1126,29 @@ begin
         step_started := clock_timestamp();
 
         -- Active incidents: how many investigate and mitigate is in the rollups (each day counts its
-        -- incidents by status now); the stuck and TYPE-4 ones and the newest are read from the tracked
-        -- rows, which hold every active incident in its state as last read (a change bumps updated_at,
-        -- so it was read), through their partial indexes; without tracking, from the source.
+        -- incidents by status now); the newest are read from the tracked rows, which hold every active
+        -- incident in its state as last read (a change bumps updated_at, so it was read), through
+        -- their partial index; the stuck and TYPE-4 ones are kept by flywheel.stuck_counts over the
+        -- same rows, changed by the incidents step's differences and the incidents newly past
+        -- stuck_after (counting them each run read the whole active set: 4-5x a normal platform's
+        -- routine refresh at M stuck); without tracking, all from the source.
         select coalesce(sum(status_investigating), 0) + undated_investigating,
                coalesce(sum(status_mitigating), 0) + undated_mitigating
           into incidents_investigating, incidents_mitigating
           from flywheel.daily_incidents;
         active_source := case when cardinality(lacking) = 0 then 'flywheel.tracked_incidents'
                               else incidents_rows end;
-        execute format($sql$
-            select (select count(*) from %1$s as incidents where status = 'investigating' and created_at <= $1),
-                   (select count(*) from %1$s as incidents where status = 'investigating' and notification_type = 'TYPE-4')
-        $sql$, active_source)
-        using metrics_now - stuck_after
-        into incidents_stuck, type4_count;
+        if cardinality(lacking) = 0 then
+            select counted.incidents_stuck, counted.type4_count into incidents_stuck, type4_count
+              from flywheel.stuck_counts(metrics_now - stuck_after, stuck_changed, type4_changed) as counted;
+        else
+            execute format($sql$
+                select (select count(*) from %1$s as incidents where status = 'investigating' and created_at <= $1),
+                       (select count(*) from %1$s as incidents where status = 'investigating' and notification_type = 'TYPE-4')
+            $sql$, active_source)
+            using metrics_now - stuck_after
+            into incidents_stuck, type4_count;
+        end if;
 
         delete from flywheel.current_flow;
         execute format($sql$
