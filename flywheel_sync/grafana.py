@@ -202,7 +202,7 @@ def _rows() -> list[tuple[str, list[dict]]]:
     return [
         ("Targets", [*(_target_stat(target) for target in TARGETS), _targets_table()]),
         ("Activity", _activity()),
-        ("Metrics over time (one point per refresh, from flywheel.snapshots)", _snapshot_series()),
+        ("Metrics over time (from the history tier that fits the range: flywheel.history)", _snapshot_series()),
         ("Daily trends (days in the timezone setting)", _daily_trends()),
         ("Flow", [_nodes_table(), _current_flow_table()]),
         ("Playbooks", [_failing_playbooks_table(), _invalid_playbooks_table()]),
@@ -353,11 +353,23 @@ def _activity() -> list[dict]:
 
 @dataclass(frozen=True)
 class Series:
-    """A column of flywheel.snapshots drawn over time, aggregated per interval."""
+    """A metric of flywheel.snapshots drawn over time, aggregated per interval: avg, min or max.
+
+    The panels read flywheel.history(), which gives the rows of the tier that fits $__interval (raw
+    snapshots, 1-minute or 1-hour rows) with, per metric, what its aggregate needs: an average is the
+    sum over the samples (snapshots, or for the success rate those where it is not NULL), so the bin's
+    value is the same from any tier.
+    """
 
     column: str
     label: str
     aggregate: str
+    samples: str = "snapshots"
+
+    def sql(self) -> str:
+        if self.aggregate == "avg":
+            return f"sum({self.column}_sum) / nullif(sum({self.samples}), 0)"
+        return f"{self.aggregate}({self.column}_{self.aggregate})"
 
 
 def _time_bucket(column: str) -> str:
@@ -372,10 +384,10 @@ def _time_bucket(column: str) -> str:
 
 def _series_panel(title: str, description: str, series: list[Series], *, unit: str = "none",
                   target_line: float | None = None) -> dict:
-    columns = "".join(f',\n       {s.aggregate}({s.column}) as "{s.label}"' for s in series)
-    sql = (f"select {_time_bucket('computed_at')}" + columns +
-           "\nfrom flywheel.snapshots\nwhere $__timeFilter(computed_at)\ngroup by 1\norder by 1")
-    return _timeseries(title, sql, description, unit=unit, target_line=target_line, interval="1m")
+    columns = "".join(f',\n       {s.sql()} as "{s.label}"' for s in series)
+    sql = (f"select {_time_bucket('bucket_start')}" + columns +
+           "\nfrom flywheel.history($__timeFrom(), $__timeTo(), $__interval_ms)\ngroup by 1\norder by 1")
+    return _timeseries(title, sql, description, unit=unit, target_line=target_line, interval="5s")
 
 
 def _timeseries(title: str, sql: str, description: str, *, unit: str = "none", target_line: float | None = None,
@@ -402,7 +414,7 @@ def _snapshot_series() -> list[dict]:
     return [
         _series_panel("Success rate over time",
                       "Average rate per interval; gaps where the sample was insufficient (NULL). Line: target 30%.",
-                      [Series("execution_success_rate", "success rate", "avg")],
+                      [Series("execution_success_rate", "success rate", "avg", samples="execution_success_rate_samples")],
                       unit="percentunit", target_line=0.3),
         _series_panel("Approved playbooks over time", "Fewest approved playbooks and most invalid records per interval. "
                       "Line: target 20.",

@@ -132,10 +132,39 @@ RELEASES: dict[str, Release] = {
 # role that reads the sources and writes schema flywheel, nothing else) and runs with
 # row_security = off. Last, after every routine it hands over and after the grants.
 RELEASES["0005"] = (*RELEASES["0004"], ("ownership", 1))
-# Costs that follow change and history in tiers (issues 13 and 15): the refresh is the only object that
-# changes so far; later steps of this release add theirs here.
-RELEASES["0006"] = tuple(("refresh", 5) if name == "refresh" else (name, version)
-                         for name, version in RELEASES["0005"])
+# Costs that follow change and history in tiers (issues 13 and 15).
+RELEASES["0006"] = (
+    ("iso8601", 1),
+    ("setting", 1),
+    ("setting_milliseconds", 1),
+    # Knows the history tiers' retention settings.
+    ("validate_setting", 4),
+    # Joins the snapshot's settings version instead of reading a copy of the settings.
+    ("summary", 2),
+    ("latest_summary", 1),
+    ("summary_targets", 1),
+    ("summary_json", 1),
+    ("flywheel_json", 1),
+    ("prometheus_text", 1),
+    ("count_playbooks", 1),
+    ("local_day_key_sql", 1),
+    ("clock_ceiling", 1),
+    ("metrics_clock", 1),
+    ("refresh_failure", 1),
+    ("refresh_lock", 1),
+    ("unusable_rows", 1),
+    # The refresh writes a settings version when the settings changed, folds each snapshot into the
+    # 1-minute and 1-hour tiers and prunes every tier (record_history); Grafana's time-series panels
+    # read the tier flywheel.history picks for their $__interval.
+    ("settings_version", 1),
+    ("record_history", 1),
+    ("history", 1),
+    ("refresh", 5),
+    ("run_refresh", 3),
+    # Adds the tiers, settings_versions and flywheel.history for the reader.
+    ("grants", 5),
+    ("ownership", 1),
+)
 
 _DROP_LINE = re.compile(r"^--\s*drop:\s*(?P<statement>.+?)\s*$", re.MULTILINE)
 

@@ -1,6 +1,19 @@
 """Costs that follow change, and history in tiers (issues 13 and 15).
 
-Release 0006 replaces flywheel.refresh (sql/functions/refresh_v05.sql). No table changes yet.
+Release 0006 replaces flywheel.refresh (sql/functions/refresh_v05.sql).
+
+History in tiers (issue 13): a snapshot no longer copies the settings (612 bytes a row); it keeps the
+id of a row of the new table flywheel.settings_versions, written by the refresh when the settings
+change (flywheel.settings_version). The refresh folds each snapshot into a 1-minute and a 1-hour row
+(flywheel.history_minute and history_hour, written by flywheel.record_history) and prunes each tier
+after its own retention setting (history_raw_retention, history_minute_retention,
+history_hour_retention). The upgrade converts the settings copies into versions and fills both tiers
+from the snapshots there are; the downgrade puts the copies back and drops the tiers (what only they
+held, history older than the raw retention, is lost).
+
+The views and functions of 0005 that read snapshots.settings (flywheel.summary and its readers) are
+dropped before the column goes, and those of 0006 created after the tables exist: objects.replace in
+two halves, so that the table step falls between them.
 
 Revision ID: 0006
 Revises: 0005
@@ -14,10 +27,131 @@ down_revision = "0005"
 branch_labels = None
 depends_on = None
 
+SETTINGS_VERSIONS = """
+create table flywheel.settings_versions (
+    settings_version_id bigint generated always as identity primary key,
+    first_used_at       timestamptz not null,
+    settings            jsonb not null
+);
+comment on table flywheel.settings_versions is
+    'Each set of settings a refresh computed with, written by flywheel.refresh() when the settings changed since the last one (flywheel.settings_version); snapshots keep its id instead of a copy. Pruned with the snapshots that used it, but for the newest.';
+comment on column flywheel.settings_versions.settings_version_id is 'Increases with every change of the settings; snapshots.settings_version_id';
+comment on column flywheel.settings_versions.first_used_at is 'The clock (computed_at) of the first snapshot computed with these settings';
+comment on column flywheel.settings_versions.settings is 'The settings in force, key to value (the JSON functions read dedup_window_min and mcp_providers here)';
+
+-- Every distinct copy becomes a version, numbered in the order the snapshots first used it.
+insert into flywheel.settings_versions (first_used_at, settings)
+select min(computed_at), settings
+from flywheel.snapshots
+group by settings
+order by min(snapshot_id);
+
+alter table flywheel.snapshots add column settings_version_id bigint references flywheel.settings_versions;
+update flywheel.snapshots as snapshot
+set settings_version_id = version.settings_version_id
+from flywheel.settings_versions as version
+where version.settings = snapshot.settings;
+alter table flywheel.snapshots alter column settings_version_id set not null;
+alter table flywheel.snapshots drop column settings;
+comment on column flywheel.snapshots.settings_version_id is
+    'The settings in force at this refresh: a row of flywheel.settings_versions (flywheel.summary shows them as its settings column)';
+comment on table flywheel.snapshots is
+    'One row per refresh: every summary metric at that time; flywheel.summary is the newest row. The raw tier of the history: pruned after the history_raw_retention setting, folded into flywheel.history_minute and history_hour for longer ranges.';
+"""
+
+# The tiers' columns are what the dashboard's time-series panels aggregate (flywheel_sync/grafana.py):
+# averages as sums over a count, the rest as the least or greatest value. The same statement, one
+# bucket width each, as flywheel.record_history() folds one snapshot.
+TIER = """
+create table flywheel.history_{tier} (
+    bucket_start                       timestamptz primary key,
+    snapshots                          integer not null,
+    last_computed_at                   timestamptz not null,
+    execution_success_rate_sum         double precision not null,
+    execution_success_rate_samples     integer not null,
+    km_vectorized_rate_sum             double precision not null,
+    alertname_null_rate_sum            double precision not null,
+    playbook_count_min                 bigint not null,
+    playbooks_invalid_max              bigint not null,
+    km_unvectorized_count_max          bigint not null,
+    incidents_stuck_max                bigint not null,
+    type4_count_max                    bigint not null,
+    count_1h_max                       bigint not null,
+    today_processed_max                bigint not null,
+    execution_success_today_max        bigint not null,
+    flywheel_conversions_today_max     bigint not null
+);
+comment on table flywheel.history_{tier} is
+    'The snapshots of each {width} (from bucket_start, bins from the Unix epoch), folded by flywheel.refresh() as it writes each one (flywheel.record_history): what the dashboard''s time-series panels aggregate, for ranges whose $__interval is a {width} or more (flywheel.history). Pruned after the history_{tier}_retention setting.';
+comment on column flywheel.history_{tier}.bucket_start is 'Start of the {width}: date_bin(interval ''1 {tier}'', computed_at, the Unix epoch), time-zone independent';
+comment on column flywheel.history_{tier}.snapshots is 'Snapshots folded into this row';
+comment on column flywheel.history_{tier}.last_computed_at is 'computed_at of the newest snapshot folded in';
+comment on column flywheel.history_{tier}.execution_success_rate_sum is 'Sum of execution_success_rate over the snapshots where it is not NULL';
+comment on column flywheel.history_{tier}.execution_success_rate_samples is 'Snapshots whose execution_success_rate is not NULL: the average is the sum over this';
+comment on column flywheel.history_{tier}.km_vectorized_rate_sum is 'Sum of km_vectorized_rate: the average is the sum over snapshots';
+comment on column flywheel.history_{tier}.alertname_null_rate_sum is 'Sum of alertname_null_rate: the average is the sum over snapshots';
+comment on column flywheel.history_{tier}.playbook_count_min is 'Fewest approved playbooks of a snapshot';
+comment on column flywheel.history_{tier}.playbooks_invalid_max is 'Most invalid playbook records of a snapshot';
+comment on column flywheel.history_{tier}.km_unvectorized_count_max is 'Most unvectorized knowledge entries of a snapshot';
+comment on column flywheel.history_{tier}.incidents_stuck_max is 'Most stuck incidents of a snapshot';
+comment on column flywheel.history_{tier}.type4_count_max is 'Most TYPE-4 incidents investigating of a snapshot';
+comment on column flywheel.history_{tier}.count_1h_max is 'Most incidents in the last hour of a snapshot';
+comment on column flywheel.history_{tier}.today_processed_max is 'Most incidents since midnight of a snapshot';
+comment on column flywheel.history_{tier}.execution_success_today_max is 'Most incidents repaired since midnight of a snapshot';
+comment on column flywheel.history_{tier}.flywheel_conversions_today_max is 'Most knowledge entries since midnight of a snapshot';
+
+insert into flywheel.history_{tier}
+select date_bin(interval '1 {tier}', computed_at, timestamptz '1970-01-01 00:00:00+00'),
+       count(*), max(computed_at),
+       coalesce(sum(execution_success_rate), 0), count(execution_success_rate),
+       sum(km_vectorized_rate), sum(alertname_null_rate),
+       min(playbook_count), max(playbooks_invalid), max(km_unvectorized_count), max(incidents_stuck),
+       max(type4_count), max(count_1h), max(today_processed), max(execution_success_today),
+       max(flywheel_conversions_today)
+from flywheel.snapshots
+group by 1;
+"""
+
+RETENTIONS = """
+insert into flywheel.settings (key, value, description) values
+    ('history_raw_retention', '"1 day"', 'Snapshots (one per refresh) older than this are pruned; the 1-minute and 1-hour tiers keep their history. Interval from 1 hour to 100 years'),
+    ('history_minute_retention', '"45 days"', 'Rows of the 1-minute history tier (flywheel.history_minute) older than this are pruned. Interval from 1 day to 100 years'),
+    ('history_hour_retention', '"5 years"', 'Rows of the 1-hour history tier (flywheel.history_hour) older than this are pruned. Interval from 1 day to 100 years');
+update flywheel.settings set description = 'refresh_log and sync_log rows older than this are pruned (snapshots: history_raw_retention). Interval from 1 day to 100 years'
+where key = 'retention';
+"""
+
+TABLES = (SETTINGS_VERSIONS + TIER.format(tier="minute", width="minute") + TIER.format(tier="hour", width="hour")
+          + RETENTIONS)
+
+DROP = """
+delete from flywheel.settings where key in ('history_raw_retention', 'history_minute_retention', 'history_hour_retention');
+update flywheel.settings set description = 'Snapshots, refresh_log and sync_log rows older than this are pruned. Interval from 1 day to 100 years'
+where key = 'retention';
+drop table flywheel.history_hour;
+drop table flywheel.history_minute;
+alter table flywheel.snapshots add column settings jsonb;
+update flywheel.snapshots as snapshot
+set settings = version.settings
+from flywheel.settings_versions as version
+where version.settings_version_id = snapshot.settings_version_id;
+alter table flywheel.snapshots alter column settings set not null;
+alter table flywheel.snapshots drop column settings_version_id;
+drop table flywheel.settings_versions;
+comment on column flywheel.snapshots.settings is 'The settings in force at this refresh (the JSON functions read dedup_window_min and mcp_providers here)';
+comment on table flywheel.snapshots is
+    'One row per refresh: every summary metric at that time, for Grafana time series. Pruned after the retention setting. flywheel.summary is the newest row.';
+"""
+
 
 def upgrade() -> None:
-    objects.replace("0005", "0006")
+    objects.replace("0005", None)
+    objects.execute(TABLES)
+    objects.replace(None, "0006")
 
 
 def downgrade() -> None:
-    objects.replace("0006", "0005")
+    # The settings triggers of 0006 refuse deletes: they go with the release's objects, before DROP.
+    objects.replace("0006", None)
+    objects.execute(DROP)
+    objects.replace(None, "0005")

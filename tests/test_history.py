@@ -1,0 +1,215 @@
+"""History in tiers (issue 13): snapshots that reference a settings version instead of copying the
+settings, a 1-minute and a 1-hour tier folded in by every refresh and pruned after their own retention,
+and panels that draw the same series from whichever tier flywheel.history() picks."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+
+from flywheel_sync import db, generate, grafana, migrate
+from tests.grafana_macros import TimeRange, expand
+from tests.platform import AS_OF, DAY, HOUR, MINUTE, add_incident, add_knowledge_entry, refresh, set_setting
+
+SECOND = timedelta(seconds=1)
+# A moment on an hour boundary (so on a minute boundary too) before AS_OF.
+ON_THE_HOUR = datetime(2026, 11, 28, 7, 0, tzinfo=timezone.utc)
+
+TIER_ROWS = "select bucket_start, snapshots, last_computed_at from flywheel.history_{tier} order by 1"
+
+
+def tier_rows(connection: sa.Connection, tier: str) -> list[tuple]:
+    return [tuple(row) for row in connection.execute(sa.text(TIER_ROWS.format(tier=tier)))]
+
+
+def snapshot_times(connection: sa.Connection) -> list[datetime]:
+    return connection.execute(sa.text("select computed_at from flywheel.snapshots order by 1")).scalars().all()
+
+
+def test_a_snapshot_exactly_on_an_hour_boundary_opens_its_minute_and_its_hour(connection):
+    for as_of in (ON_THE_HOUR - SECOND, ON_THE_HOUR, ON_THE_HOUR + 59 * SECOND):
+        refresh(connection, as_of)
+    assert tier_rows(connection, "minute") == [(ON_THE_HOUR - MINUTE, 1, ON_THE_HOUR - SECOND),
+                                               (ON_THE_HOUR, 2, ON_THE_HOUR + 59 * SECOND)]
+    assert tier_rows(connection, "hour") == [(ON_THE_HOUR - HOUR, 1, ON_THE_HOUR - SECOND),
+                                             (ON_THE_HOUR, 2, ON_THE_HOUR + 59 * SECOND)]
+
+
+def test_a_tier_row_is_the_aggregate_of_its_snapshots_whatever_order_they_come_in(connection):
+    add_incident(connection, status="investigating", created_at=AS_OF - 2 * DAY)
+    refresh(connection, ON_THE_HOUR + 40 * SECOND)
+    add_incident(connection, status="investigating", created_at=AS_OF - 2 * DAY)
+    add_knowledge_entry(connection, vectorized=False, created_at=AS_OF - 2 * DAY)
+    refresh(connection, ON_THE_HOUR + 50 * SECOND)
+    # A back-fill into the same minute, earlier than both: it must not become the row's newest.
+    refresh(connection, ON_THE_HOUR + 10 * SECOND)
+    expected = connection.execute(sa.text("""
+        select count(*), max(computed_at), sum(km_vectorized_rate), sum(alertname_null_rate),
+               min(playbook_count), max(incidents_stuck), max(km_unvectorized_count), max(today_processed)
+        from flywheel.snapshots""")).one()
+    for tier in ("minute", "hour"):
+        row = connection.execute(sa.text(f"""
+            select snapshots, last_computed_at, km_vectorized_rate_sum, alertname_null_rate_sum,
+                   playbook_count_min, incidents_stuck_max, km_unvectorized_count_max, today_processed_max
+            from flywheel.history_{tier}""")).one()
+        assert tuple(row[:2]) == tuple(expected[:2]) and tuple(row[2:]) == pytest.approx(tuple(expected[2:])), tier
+    assert expected[0] == 3 and expected[5] == 2
+
+
+def test_each_tier_keeps_a_row_exactly_at_its_retention_and_prunes_older_ones(connection):
+    set_setting(connection, "history_raw_retention", "1 hour")
+    set_setting(connection, "history_minute_retention", "1 day")
+    set_setting(connection, "history_hour_retention", "2 days")
+    for as_of in (ON_THE_HOUR - 2 * DAY - HOUR, ON_THE_HOUR - 2 * DAY, ON_THE_HOUR - DAY - MINUTE, ON_THE_HOUR - DAY,
+                  ON_THE_HOUR - HOUR - MINUTE, ON_THE_HOUR - HOUR, ON_THE_HOUR):
+        refresh(connection, as_of)
+    assert snapshot_times(connection) == [ON_THE_HOUR - HOUR, ON_THE_HOUR]
+    assert [row[0] for row in tier_rows(connection, "minute")] == [
+        ON_THE_HOUR - DAY, ON_THE_HOUR - HOUR - MINUTE, ON_THE_HOUR - HOUR, ON_THE_HOUR]
+    assert [row[0] for row in tier_rows(connection, "hour")] == [
+        ON_THE_HOUR - 2 * DAY, ON_THE_HOUR - DAY - HOUR, ON_THE_HOUR - DAY, ON_THE_HOUR - 2 * HOUR,
+        ON_THE_HOUR - HOUR, ON_THE_HOUR]
+
+
+def test_a_settings_change_between_two_snapshots_gives_each_the_settings_it_was_computed_with(connection):
+    refresh(connection, AS_OF - 2 * MINUTE)
+    refresh(connection, AS_OF - MINUTE)
+    set_setting(connection, "dedup_window_min", 45)
+    refresh(connection, AS_OF)
+    rows = connection.execute(sa.text("""
+        select snapshot.computed_at, version.settings -> 'dedup_window_min'
+        from flywheel.snapshots as snapshot
+        join flywheel.settings_versions as version using (settings_version_id)
+        order by snapshot_id""")).all()
+    assert [tuple(row) for row in rows] == [(AS_OF - 2 * MINUTE, 30), (AS_OF - MINUTE, 30), (AS_OF, 45)]
+    assert connection.execute(sa.text("select count(*) from flywheel.settings_versions")).scalar_one() == 2
+    assert connection.execute(sa.text("select settings -> 'dedup_window_min' from flywheel.summary")).scalar_one() == 45
+    nodes = connection.execute(sa.text("select flywheel.flywheel_json() -> 'nodes'")).scalar_one()
+    assert nodes["deduplication"]["dedup_window_min"] == 45
+
+
+def test_a_settings_version_no_snapshot_uses_is_pruned_with_its_snapshots(connection):
+    set_setting(connection, "history_raw_retention", "1 hour")
+    refresh(connection, AS_OF - 2 * HOUR)
+    set_setting(connection, "dedup_window_min", 45)
+    refresh(connection, AS_OF - 90 * MINUTE)
+    refresh(connection, AS_OF)
+    versions = connection.execute(sa.text(
+        "select settings -> 'dedup_window_min' from flywheel.settings_versions")).scalars().all()
+    assert versions == [45]
+
+
+@pytest.mark.parametrize("interval_ms, range_from, tier", [
+    (59999, "now() - interval '1 hour'", "raw"),
+    (60000, "now() - interval '1 hour'", "minute"),
+    (59999, "now() - interval '2 days'", "minute"),
+    (3599999, "now() - interval '1 day'", "minute"),
+    (3600000, "now() - interval '1 day'", "hour"),
+    (60000, "now() - interval '46 days'", "hour"),
+])
+def test_history_reads_the_coarsest_tier_finer_than_the_interval_that_holds_the_range(
+        connection, interval_ms, range_from, tier):
+    """With the default retentions: raw 1 day, 1-minute 45 days."""
+    chosen = connection.execute(sa.text(f"select flywheel.history_tier({range_from}, {interval_ms})")).scalar_one()
+    assert chosen == tier
+
+
+SERIES_PANELS = [panel for panel in grafana.dashboard()["panels"]
+                 if "flywheel.history(" in panel.get("targets", [{}])[0].get("rawSql", "")]
+HISTORY_CALL = "flywheel.history($__timeFrom(), $__timeTo(), $__interval_ms)"
+RAW_CALL = "flywheel.history($__timeFrom(), $__timeTo(), 1)"
+
+
+def _two_hours_of_snapshots(connection: sa.Connection) -> None:
+    """A snapshot every 20 s for two hours from ON_THE_HOUR, every drawn metric moving, each folded into the
+    tiers as the refresh folds it; every tier kept, so that history() may read any of them."""
+    set_setting(connection, "history_raw_retention", "100 years")
+    set_setting(connection, "history_minute_retention", "100 years")
+    connection.execute(sa.text("""
+        do $fill$
+        declare
+            step integer;
+            moment timestamptz;
+        begin
+            for step in 0 .. 359 loop
+                moment := to_timestamp(%d) + step * interval '20 seconds';
+                insert into flywheel.snapshots (
+                    computed_at, timezone, playbook_count, playbooks_invalid,
+                    execution_success_rate, execution_success_rate_source, execution_success_sample,
+                    executions_24h, executions_7d, km_total, km_unvectorized_count, km_vectorized_rate,
+                    km_created_24h, flywheel_conversions_today, incidents_total, incidents_alertname_missing,
+                    alertname_null_rate, incidents_investigating, incidents_mitigating, incidents_stuck,
+                    type4_count, today_processed, count_1h, execution_success_today, settings_version_id)
+                values (
+                    moment, 'Asia/Taipei', 20 + step % 13, step % 5,
+                    case when step % 7 = 0 then null else step % 11 / 10.0 end,
+                    case when step % 7 = 0 then 'insufficient' else '24h' end, 10,
+                    10, 10, 100, step % 23, step % 17 / 16.0,
+                    0, step / 7, 100, 0,
+                    step % 19 / 18.0, 0, 0, step % 3,
+                    step % 4, step / 3, step % 29, step / 5, flywheel.settings_version(moment));
+                perform flywheel.record_history(moment);
+            end loop;
+        end
+        $fill$""".replace("%d", str(int(ON_THE_HOUR.timestamp())))))
+
+
+def test_panels_draw_the_same_series_from_a_tier_as_from_the_raw_snapshots(connection):
+    _two_hours_of_snapshots(connection)
+    time_range = TimeRange(ON_THE_HOUR, ON_THE_HOUR + 2 * HOUR - SECOND)
+    for panel in SERIES_PANELS:
+        sql = panel["targets"][0]["rawSql"]
+        assert HISTORY_CALL in sql, panel["title"]
+        for interval, tier in ((5 * MINUTE, "minute"), (HOUR, "hour")):
+            interval_ms = interval // timedelta(milliseconds=1)
+            assert connection.execute(sa.text("select flywheel.history_tier(:start, :interval_ms)"),
+                                      {"start": time_range.start, "interval_ms": interval_ms}).scalar_one() == tier
+            from_tier = connection.execute(sa.text(expand(sql, time_range, interval))).all()
+            from_raw = connection.execute(sa.text(expand(sql.replace(HISTORY_CALL, RAW_CALL), time_range,
+                                                         interval))).all()
+            assert len(from_tier) == 2 * HOUR // interval, (panel["title"], tier)
+            assert [row[0] for row in from_tier] == [row[0] for row in from_raw], (panel["title"], tier)
+            assert [tuple(row[1:]) for row in from_tier] == [pytest.approx(tuple(row[1:])) for row in from_raw], \
+                (panel["title"], tier)
+
+
+def test_upgrade_to_0006_turns_settings_copies_into_versions_and_fills_the_tiers(empty_database_url):
+    engine = db.create_engine(empty_database_url, poolclass=sa.pool.NullPool)
+    with engine.begin() as connection:
+        generate.create_reference_schema(connection, layout="plain")
+    migrate.upgrade(engine, "0005")
+    with engine.begin() as connection:
+        refresh(connection, ON_THE_HOUR - HOUR + 30 * SECOND)
+        refresh(connection, ON_THE_HOUR)
+        set_setting(connection, "dedup_window_min", 45)
+        refresh(connection, ON_THE_HOUR + 30 * SECOND)
+        before = connection.execute(sa.text(
+            "select snapshot_id, settings from flywheel.snapshots order by snapshot_id")).all()
+        summary_before = connection.execute(sa.text("select flywheel.summary_json(), flywheel.flywheel_json()")).one()
+    migrate.upgrade(engine)
+    with engine.connect() as connection:
+        after = connection.execute(sa.text("""
+            select snapshot_id, version.settings
+            from flywheel.snapshots join flywheel.settings_versions as version using (settings_version_id)
+            order by snapshot_id""")).all()
+        assert after == before
+        assert connection.execute(sa.text("select count(*) from flywheel.settings_versions")).scalar_one() == 2
+        assert connection.execute(sa.text(
+            "select flywheel.summary_json(), flywheel.flywheel_json()")).one() == summary_before
+        assert tier_rows(connection, "minute") == [(ON_THE_HOUR - HOUR, 1, ON_THE_HOUR - HOUR + 30 * SECOND),
+                                                   (ON_THE_HOUR, 2, ON_THE_HOUR + 30 * SECOND)]
+        assert tier_rows(connection, "hour") == [(ON_THE_HOUR - HOUR, 1, ON_THE_HOUR - HOUR + 30 * SECOND),
+                                                 (ON_THE_HOUR, 2, ON_THE_HOUR + 30 * SECOND)]
+
+    migrate.downgrade(engine, "0005")
+    with engine.connect() as connection:
+        restored = connection.execute(sa.text(
+            "select snapshot_id, settings from flywheel.snapshots order by snapshot_id")).all()
+        assert restored == before
+        assert connection.execute(sa.text(
+            "select count(*) from flywheel.settings where key like 'history%'")).scalar_one() == 0
+        assert connection.execute(sa.text(
+            "select to_regclass('flywheel.history_minute'), to_regclass('flywheel.settings_versions')")).one() == (None, None)
+    engine.dispose()
