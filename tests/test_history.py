@@ -141,7 +141,7 @@ def _two_hours_of_snapshots(connection: sa.Connection) -> None:
                     executions_24h, executions_7d, km_total, km_unvectorized_count, km_vectorized_rate,
                     km_created_24h, flywheel_conversions_today, incidents_total, incidents_alertname_missing,
                     alertname_null_rate, incidents_investigating, incidents_mitigating, incidents_stuck,
-                    type4_count, today_processed, count_1h, execution_success_today, settings_version_id)
+                    type4_count, today_processed, count_1h, execution_success_today, settings_version_id, refresh_ms)
                 values (
                     moment, 'Asia/Taipei', 20 + step % 13, step % 5,
                     case when step % 7 = 0 then null else step % 11 / 10.0 end,
@@ -149,7 +149,7 @@ def _two_hours_of_snapshots(connection: sa.Connection) -> None:
                     10, 10, 100, step % 23, step % 17 / 16.0,
                     0, step / 7, 100, 0,
                     step % 19 / 18.0, 0, 0, step % 3,
-                    step % 4, step / 3, step % 29, step / 5, flywheel.settings_version(moment));
+                    step % 4, step / 3, step % 29, step / 5, flywheel.settings_version(moment), step % 31 * 1.5);
                 perform flywheel.record_history(moment);
             end loop;
         end

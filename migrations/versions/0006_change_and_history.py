@@ -55,6 +55,12 @@ alter table flywheel.snapshots alter column settings_version_id set not null;
 alter table flywheel.snapshots drop column settings;
 comment on column flywheel.snapshots.settings_version_id is
     'The settings in force at this refresh: a row of flywheel.settings_versions (flywheel.summary shows them as its settings column)';
+alter table flywheel.snapshots add column refresh_ms double precision;
+comment on column flywheel.snapshots.refresh_ms is
+    'Milliseconds the refresh took up to writing this snapshot (its clock_timestamp() then less its start): the dashboard''s Refresh duration at any range. NULL for snapshots written before release 0006';
+-- The dashboard's failed refreshes per interval read these few rows at any range.
+create index refresh_log_failed on flywheel.refresh_log (started_at) where status = 'failed';
+
 comment on table flywheel.snapshots is
     'One row per refresh: every summary metric at that time; flywheel.summary is the newest row. The raw tier of the history: pruned after the history_raw_retention setting, folded into flywheel.history_minute and history_hour for longer ranges.';
 """
@@ -79,7 +85,8 @@ create table flywheel.history_{tier} (
     count_1h_max                       bigint not null,
     today_processed_max                bigint not null,
     execution_success_today_max        bigint not null,
-    flywheel_conversions_today_max     bigint not null
+    flywheel_conversions_today_max     bigint not null,
+    refresh_ms_max                     double precision
 );
 comment on table flywheel.history_{tier} is
     'The snapshots of each {width} (from bucket_start, bins from the Unix epoch), folded by flywheel.refresh() as it writes each one (flywheel.record_history): what the dashboard''s time-series panels aggregate, for ranges whose $__interval is a {width} or more (flywheel.history). Pruned after the history_{tier}_retention setting.';
@@ -99,6 +106,7 @@ comment on column flywheel.history_{tier}.count_1h_max is 'Most incidents in the
 comment on column flywheel.history_{tier}.today_processed_max is 'Most incidents since midnight of a snapshot';
 comment on column flywheel.history_{tier}.execution_success_today_max is 'Most incidents repaired since midnight of a snapshot';
 comment on column flywheel.history_{tier}.flywheel_conversions_today_max is 'Most knowledge entries since midnight of a snapshot';
+comment on column flywheel.history_{tier}.refresh_ms_max is 'Slowest refresh (snapshots.refresh_ms) folded in; NULL when none was timed';
 
 insert into flywheel.history_{tier}
 select date_bin(interval '1 {tier}', computed_at, timestamptz '1970-01-01 00:00:00+00'),
@@ -107,7 +115,7 @@ select date_bin(interval '1 {tier}', computed_at, timestamptz '1970-01-01 00:00:
        sum(km_vectorized_rate), sum(alertname_null_rate),
        min(playbook_count), max(playbooks_invalid), max(km_unvectorized_count), max(incidents_stuck),
        max(type4_count), max(count_1h), max(today_processed), max(execution_success_today),
-       max(flywheel_conversions_today)
+       max(flywheel_conversions_today), max(refresh_ms)
 from flywheel.snapshots
 group by 1;
 """
@@ -130,6 +138,8 @@ update flywheel.settings set description = 'Snapshots, refresh_log and sync_log 
 where key = 'retention';
 drop table flywheel.history_hour;
 drop table flywheel.history_minute;
+drop index flywheel.refresh_log_failed;
+alter table flywheel.snapshots drop column refresh_ms;
 alter table flywheel.snapshots add column settings jsonb;
 update flywheel.snapshots as snapshot
 set settings = version.settings

@@ -54,7 +54,8 @@ returns table (
     count_1h_max bigint,
     today_processed_max bigint,
     execution_success_today_max bigint,
-    flywheel_conversions_today_max bigint
+    flywheel_conversions_today_max bigint,
+    refresh_ms_max double precision
 )
 language sql
 stable
@@ -63,7 +64,7 @@ as $$
            coalesce(execution_success_rate, 0), (execution_success_rate is not null)::integer,
            km_vectorized_rate, alertname_null_rate,
            playbook_count, playbooks_invalid, km_unvectorized_count, incidents_stuck, type4_count,
-           count_1h, today_processed, execution_success_today, flywheel_conversions_today
+           count_1h, today_processed, execution_success_today, flywheel_conversions_today, refresh_ms
     from flywheel.snapshots
     where flywheel.history_tier(range_from, interval_ms) = 'raw'
       and computed_at between range_from and range_to
@@ -71,7 +72,8 @@ as $$
     select bucket_start, snapshots, execution_success_rate_sum, execution_success_rate_samples,
            km_vectorized_rate_sum, alertname_null_rate_sum,
            playbook_count_min, playbooks_invalid_max, km_unvectorized_count_max, incidents_stuck_max, type4_count_max,
-           count_1h_max, today_processed_max, execution_success_today_max, flywheel_conversions_today_max
+           count_1h_max, today_processed_max, execution_success_today_max, flywheel_conversions_today_max,
+           refresh_ms_max
     from flywheel.history_minute
     where flywheel.history_tier(range_from, interval_ms) = 'minute'
       and bucket_start between range_from and range_to
@@ -79,11 +81,12 @@ as $$
     select bucket_start, snapshots, execution_success_rate_sum, execution_success_rate_samples,
            km_vectorized_rate_sum, alertname_null_rate_sum,
            playbook_count_min, playbooks_invalid_max, km_unvectorized_count_max, incidents_stuck_max, type4_count_max,
-           count_1h_max, today_processed_max, execution_success_today_max, flywheel_conversions_today_max
+           count_1h_max, today_processed_max, execution_success_today_max, flywheel_conversions_today_max,
+           refresh_ms_max
     from flywheel.history_hour
     where flywheel.history_tier(range_from, interval_ms) = 'hour'
       and bucket_start between range_from and range_to
 $$;
 
 comment on function flywheel.history(timestamptz, timestamptz, bigint) is
-    'The history rows from range_from to range_to of the tier flywheel.history_tier() picks for interval_ms (Grafana''s $__timeFrom(), $__timeTo(), $__interval_ms): one per snapshot, minute or hour, with the sums, samples, least and greatest values the time-series panels aggregate';
+    'The history rows from range_from to range_to of the tier flywheel.history_tier() picks for interval_ms (Grafana''s $__timeFrom(), $__timeTo(), $__interval_ms): one per snapshot, minute or hour, with the sums, samples, least and greatest values the time-series panels aggregate (and the slowest refresh)';

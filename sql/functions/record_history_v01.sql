@@ -38,7 +38,7 @@ begin
                    coalesce(execution_success_rate, 0), (execution_success_rate is not null)::integer,
                    km_vectorized_rate, alertname_null_rate,
                    playbook_count, playbooks_invalid, km_unvectorized_count, incidents_stuck, type4_count,
-                   count_1h, today_processed, execution_success_today, flywheel_conversions_today
+                   count_1h, today_processed, execution_success_today, flywheel_conversions_today, refresh_ms
             from flywheel.snapshots
             where snapshot_id = $1
             on conflict (bucket_start) do update set
@@ -56,7 +56,8 @@ begin
                 count_1h_max = greatest(kept.count_1h_max, excluded.count_1h_max),
                 today_processed_max = greatest(kept.today_processed_max, excluded.today_processed_max),
                 execution_success_today_max = greatest(kept.execution_success_today_max, excluded.execution_success_today_max),
-                flywheel_conversions_today_max = greatest(kept.flywheel_conversions_today_max, excluded.flywheel_conversions_today_max)
+                flywheel_conversions_today_max = greatest(kept.flywheel_conversions_today_max, excluded.flywheel_conversions_today_max),
+                refresh_ms_max = greatest(kept.refresh_ms_max, excluded.refresh_ms_max)
         $sql$, 'history_' || tier, '1 ' || tier)
         using newest_id;
         execute format('delete from flywheel.%I where bucket_start < $1 - $2', 'history_' || tier)

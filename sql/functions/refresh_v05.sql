@@ -1149,7 +1149,7 @@ begin
             km_total, km_unvectorized_count, km_vectorized_rate, km_created_24h, flywheel_conversions_today,
             incidents_total, incidents_alertname_missing, alertname_null_rate,
             incidents_investigating, incidents_mitigating, incidents_stuck, type4_count,
-            today_processed, count_1h, execution_success_today, settings_version_id)
+            today_processed, count_1h, execution_success_today, settings_version_id, refresh_ms)
         values (
             metrics_now, zone, playbook_count, playbooks_invalid,
             success_rate, rate_source, rate_sample,
@@ -1161,7 +1161,8 @@ begin
             case when incidents_total > 0 then incidents_alertname_missing::double precision / incidents_total else 0 end,
             incidents_investigating, incidents_mitigating, incidents_stuck, type4_count,
             today_processed, count_1h, execution_success_today,
-            flywheel.settings_version(metrics_now));
+            flywheel.settings_version(metrics_now),
+            round(extract(epoch from clock_timestamp() - started)::numeric * 1000, 1));
 
         -- Where the next run starts. Without the column or indexes nothing was tracked: no state, so
         -- the next run is full again (and says why).
