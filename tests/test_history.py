@@ -1,6 +1,7 @@
 """History in tiers (issue 13): snapshots that reference a settings version instead of copying the
-settings, a 1-minute and a 1-hour tier folded in by every refresh and pruned after their own retention,
-and panels that draw the same series from whichever tier flywheel.history() picks."""
+settings, tiers of 1-minute, 5-minute, 1-hour and 6-hour buckets folded in by every refresh and pruned
+after their own retention, and panels that draw the same series from whichever tier flywheel.history()
+picks."""
 
 from __future__ import annotations
 
@@ -17,24 +18,26 @@ SECOND = timedelta(seconds=1)
 # A moment on an hour boundary (so on a minute boundary too) before AS_OF.
 ON_THE_HOUR = datetime(2026, 11, 28, 7, 0, tzinfo=timezone.utc)
 
-TIER_ROWS = "select bucket_start, snapshots, last_computed_at from flywheel.history_{tier} order by 1"
+WIDTHS = {"minute": "1 minute", "5 minutes": "5 minutes", "hour": "1 hour", "6 hours": "6 hours"}
 
 
 def tier_rows(connection: sa.Connection, tier: str) -> list[tuple]:
-    return [tuple(row) for row in connection.execute(sa.text(TIER_ROWS.format(tier=tier)))]
+    return [tuple(row) for row in connection.execute(sa.text(
+        "select bucket_start, snapshots, last_computed_at from flywheel.history_buckets"
+        " where bucket_width = cast(:width as interval) order by 1"), {"width": WIDTHS[tier]})]
 
 
 def snapshot_times(connection: sa.Connection) -> list[datetime]:
     return connection.execute(sa.text("select computed_at from flywheel.snapshots order by 1")).scalars().all()
 
 
-def test_a_snapshot_exactly_on_an_hour_boundary_opens_its_minute_and_its_hour(connection):
-    for as_of in (ON_THE_HOUR - SECOND, ON_THE_HOUR, ON_THE_HOUR + 59 * SECOND):
+def test_a_snapshot_exactly_on_a_six_hour_boundary_opens_its_bucket_of_every_width(connection):
+    on_six_hours = ON_THE_HOUR - HOUR
+    for as_of in (on_six_hours - SECOND, on_six_hours, on_six_hours + 59 * SECOND):
         refresh(connection, as_of)
-    assert tier_rows(connection, "minute") == [(ON_THE_HOUR - MINUTE, 1, ON_THE_HOUR - SECOND),
-                                               (ON_THE_HOUR, 2, ON_THE_HOUR + 59 * SECOND)]
-    assert tier_rows(connection, "hour") == [(ON_THE_HOUR - HOUR, 1, ON_THE_HOUR - SECOND),
-                                             (ON_THE_HOUR, 2, ON_THE_HOUR + 59 * SECOND)]
+    for tier, width in (("minute", MINUTE), ("5 minutes", 5 * MINUTE), ("hour", HOUR), ("6 hours", 6 * HOUR)):
+        assert tier_rows(connection, tier) == [(on_six_hours - width, 1, on_six_hours - SECOND),
+                                               (on_six_hours, 2, on_six_hours + 59 * SECOND)], tier
 
 
 def test_a_tier_row_is_the_aggregate_of_its_snapshots_whatever_order_they_come_in(connection):
@@ -49,19 +52,19 @@ def test_a_tier_row_is_the_aggregate_of_its_snapshots_whatever_order_they_come_i
         select count(*), max(computed_at), sum(km_vectorized_rate), sum(alertname_null_rate),
                min(playbook_count), max(incidents_stuck), max(km_unvectorized_count), max(today_processed)
         from flywheel.snapshots""")).one()
-    for tier in ("minute", "hour"):
-        row = connection.execute(sa.text(f"""
+    for tier in WIDTHS.values():
+        row = connection.execute(sa.text("""
             select snapshots, last_computed_at, km_vectorized_rate_sum, alertname_null_rate_sum,
                    playbook_count_min, incidents_stuck_max, km_unvectorized_count_max, today_processed_max
-            from flywheel.history_{tier}""")).one()
+            from flywheel.history_buckets where bucket_width = cast(:width as interval)"""), {"width": tier}).one()
         assert tuple(row[:2]) == tuple(expected[:2]) and tuple(row[2:]) == pytest.approx(tuple(expected[2:])), tier
     assert expected[0] == 3 and expected[5] == 2
 
 
 def test_each_tier_keeps_a_row_exactly_at_its_retention_and_prunes_older_ones(connection):
     set_setting(connection, "history_raw_retention", "1 hour")
-    set_setting(connection, "history_minute_retention", "1 day")
-    set_setting(connection, "history_hour_retention", "2 days")
+    set_setting(connection, "history_1m_retention", "1 day")
+    set_setting(connection, "history_1h_retention", "2 days")
     for as_of in (ON_THE_HOUR - 2 * DAY - HOUR, ON_THE_HOUR - 2 * DAY, ON_THE_HOUR - DAY - MINUTE, ON_THE_HOUR - DAY,
                   ON_THE_HOUR - HOUR - MINUTE, ON_THE_HOUR - HOUR, ON_THE_HOUR):
         refresh(connection, as_of)
@@ -101,19 +104,27 @@ def test_a_settings_version_no_snapshot_uses_is_pruned_with_its_snapshots(connec
     assert versions == [45]
 
 
-@pytest.mark.parametrize("interval_ms, range_from, tier", [
-    (59999, "now() - interval '1 hour'", "raw"),
-    (60000, "now() - interval '1 hour'", "minute"),
-    (59999, "now() - interval '2 days'", "minute"),
-    (3599999, "now() - interval '1 day'", "minute"),
-    (3600000, "now() - interval '1 day'", "hour"),
-    (60000, "now() - interval '46 days'", "hour"),
+@pytest.mark.parametrize("interval_ms, range_from, width", [
+    (59999, "1 hour", timedelta(0)),
+    (60000, "1 hour", MINUTE),
+    (299999, "1 hour", MINUTE),
+    (300000, "1 hour", 5 * MINUTE),
+    (3599999, "1 hour", 5 * MINUTE),
+    (3600000, "1 hour", HOUR),
+    (21600000, "1 hour", 6 * HOUR),
+    (86400000, "1 hour", 6 * HOUR),
+    (59999, "2 days", MINUTE),
+    (60000, "9 days", 5 * MINUTE),
+    (60000, "46 days", HOUR),
+    (3600000, "2 years", 6 * HOUR),
+    (60000, "11 years", 6 * HOUR),
 ])
-def test_history_reads_the_coarsest_tier_finer_than_the_interval_that_holds_the_range(
-        connection, interval_ms, range_from, tier):
-    """With the default retentions: raw 1 day, 1-minute 45 days."""
-    chosen = connection.execute(sa.text(f"select flywheel.history_tier({range_from}, {interval_ms})")).scalar_one()
-    assert chosen == tier
+def test_history_reads_the_coarsest_tier_no_coarser_than_the_interval_that_holds_the_range(
+        connection, interval_ms, range_from, width):
+    """With the default retentions: raw 1 day, 1 minute 8 days, 5 minutes 45 days, 1 hour 1 year, 6 hours 10 years."""
+    chosen = connection.execute(sa.text("select flywheel.history_tier(now() - cast(:ago as interval), :interval_ms)"),
+                                {"ago": range_from, "interval_ms": interval_ms}).scalar_one()
+    assert chosen == width
 
 
 SERIES_PANELS = [panel for panel in grafana.dashboard()["panels"]
@@ -125,8 +136,8 @@ RAW_CALL = "flywheel.history($__timeFrom(), $__timeTo(), 1)"
 def _two_hours_of_snapshots(connection: sa.Connection) -> None:
     """A snapshot every 20 s for two hours from ON_THE_HOUR, every drawn metric moving, each folded into the
     tiers as the refresh folds it; every tier kept, so that history() may read any of them."""
-    set_setting(connection, "history_raw_retention", "100 years")
-    set_setting(connection, "history_minute_retention", "100 years")
+    for key in ("history_raw_retention", "history_1m_retention", "history_5m_retention", "history_1h_retention"):
+        set_setting(connection, key, "100 years")
     connection.execute(sa.text("""
         do $fill$
         declare
@@ -162,17 +173,17 @@ def test_panels_draw_the_same_series_from_a_tier_as_from_the_raw_snapshots(conne
     for panel in SERIES_PANELS:
         sql = panel["targets"][0]["rawSql"]
         assert HISTORY_CALL in sql, panel["title"]
-        for interval, tier in ((5 * MINUTE, "minute"), (HOUR, "hour")):
+        for interval, width in ((2 * MINUTE, MINUTE), (15 * MINUTE, 5 * MINUTE), (HOUR, HOUR)):
             interval_ms = interval // timedelta(milliseconds=1)
             assert connection.execute(sa.text("select flywheel.history_tier(:start, :interval_ms)"),
-                                      {"start": time_range.start, "interval_ms": interval_ms}).scalar_one() == tier
+                                      {"start": time_range.start, "interval_ms": interval_ms}).scalar_one() == width
             from_tier = connection.execute(sa.text(expand(sql, time_range, interval))).all()
             from_raw = connection.execute(sa.text(expand(sql.replace(HISTORY_CALL, RAW_CALL), time_range,
                                                          interval))).all()
-            assert len(from_tier) == 2 * HOUR // interval, (panel["title"], tier)
-            assert [row[0] for row in from_tier] == [row[0] for row in from_raw], (panel["title"], tier)
+            assert len(from_tier) == 2 * HOUR // interval, (panel["title"], width)
+            assert [row[0] for row in from_tier] == [row[0] for row in from_raw], (panel["title"], width)
             assert [tuple(row[1:]) for row in from_tier] == [pytest.approx(tuple(row[1:])) for row in from_raw], \
-                (panel["title"], tier)
+                (panel["title"], width)
 
 
 def test_upgrade_to_0006_turns_settings_copies_into_versions_and_fills_the_tiers(empty_database_url):
@@ -211,5 +222,5 @@ def test_upgrade_to_0006_turns_settings_copies_into_versions_and_fills_the_tiers
         assert connection.execute(sa.text(
             "select count(*) from flywheel.settings where key like 'history%'")).scalar_one() == 0
         assert connection.execute(sa.text(
-            "select to_regclass('flywheel.history_minute'), to_regclass('flywheel.settings_versions')")).one() == (None, None)
+            "select to_regclass('flywheel.history_buckets'), to_regclass('flywheel.settings_versions')")).one() == (None, None)
     engine.dispose()

@@ -4,11 +4,11 @@ Release 0006 replaces flywheel.refresh (sql/functions/refresh_v05.sql).
 
 History in tiers (issue 13): a snapshot no longer copies the settings (612 bytes a row); it keeps the
 id of a row of the new table flywheel.settings_versions, written by the refresh when the settings
-change (flywheel.settings_version). The refresh folds each snapshot into a 1-minute and a 1-hour row
-(flywheel.history_minute and history_hour, written by flywheel.record_history) and prunes each tier
-after its own retention setting (history_raw_retention, history_minute_retention,
-history_hour_retention). The upgrade converts the settings copies into versions and fills both tiers
-from the snapshots there are; the downgrade puts the copies back and drops the tiers (what only they
+change (flywheel.settings_version). The refresh folds each snapshot into its 1-minute, 5-minute,
+1-hour and 6-hour buckets (flywheel.history_buckets, written by flywheel.record_history) and prunes the
+snapshots and each tier after its own retention setting (history_raw_retention, history_1m_retention,
+history_5m_retention, history_1h_retention, history_6h_retention). The upgrade converts the settings
+copies into versions and fills every tier from the snapshots there are; the downgrade puts the copies back and drops the tiers (what only they
 held, history older than the raw retention, is lost).
 
 The views and functions of 0005 that read snapshots.settings (flywheel.summary and its readers) are
@@ -62,15 +62,17 @@ comment on column flywheel.snapshots.refresh_ms is
 create index refresh_log_failed on flywheel.refresh_log (started_at) where status = 'failed';
 
 comment on table flywheel.snapshots is
-    'One row per refresh: every summary metric at that time; flywheel.summary is the newest row. The raw tier of the history: pruned after the history_raw_retention setting, folded into flywheel.history_minute and history_hour for longer ranges.';
+    'One row per refresh: every summary metric at that time; flywheel.summary is the newest row. The raw tier of the history: pruned after the history_raw_retention setting, folded into flywheel.history_buckets for longer ranges.';
 """
 
 # The tiers' columns are what the dashboard's time-series panels aggregate (flywheel_sync/grafana.py):
-# averages as sums over a count, the rest as the least or greatest value. The same statement, one
-# bucket width each, as flywheel.record_history() folds one snapshot.
-TIER = """
-create table flywheel.history_{tier} (
-    bucket_start                       timestamptz primary key,
+# averages as sums over a count, the rest as the least or greatest value. Every tier is rows of one
+# table, told apart by bucket_width (flywheel.history_tiers lists them), filled here from the
+# snapshots there are as flywheel.record_history() folds each new one.
+TIERS = """
+create table flywheel.history_buckets (
+    bucket_width                       interval not null,
+    bucket_start                       timestamptz not null,
     snapshots                          integer not null,
     last_computed_at                   timestamptz not null,
     execution_success_rate_sum         double precision not null,
@@ -86,30 +88,32 @@ create table flywheel.history_{tier} (
     today_processed_max                bigint not null,
     execution_success_today_max        bigint not null,
     flywheel_conversions_today_max     bigint not null,
-    refresh_ms_max                     double precision
+    refresh_ms_max                     double precision,
+    primary key (bucket_width, bucket_start)
 );
-comment on table flywheel.history_{tier} is
-    'The snapshots of each {width} (from bucket_start, bins from the Unix epoch), folded by flywheel.refresh() as it writes each one (flywheel.record_history): what the dashboard''s time-series panels aggregate, for ranges whose $__interval is a {width} or more (flywheel.history). Pruned after the history_{tier}_retention setting.';
-comment on column flywheel.history_{tier}.bucket_start is 'Start of the {width}: date_bin(interval ''1 {tier}'', computed_at, the Unix epoch), time-zone independent';
-comment on column flywheel.history_{tier}.snapshots is 'Snapshots folded into this row';
-comment on column flywheel.history_{tier}.last_computed_at is 'computed_at of the newest snapshot folded in';
-comment on column flywheel.history_{tier}.execution_success_rate_sum is 'Sum of execution_success_rate over the snapshots where it is not NULL';
-comment on column flywheel.history_{tier}.execution_success_rate_samples is 'Snapshots whose execution_success_rate is not NULL: the average is the sum over this';
-comment on column flywheel.history_{tier}.km_vectorized_rate_sum is 'Sum of km_vectorized_rate: the average is the sum over snapshots';
-comment on column flywheel.history_{tier}.alertname_null_rate_sum is 'Sum of alertname_null_rate: the average is the sum over snapshots';
-comment on column flywheel.history_{tier}.playbook_count_min is 'Fewest approved playbooks of a snapshot';
-comment on column flywheel.history_{tier}.playbooks_invalid_max is 'Most invalid playbook records of a snapshot';
-comment on column flywheel.history_{tier}.km_unvectorized_count_max is 'Most unvectorized knowledge entries of a snapshot';
-comment on column flywheel.history_{tier}.incidents_stuck_max is 'Most stuck incidents of a snapshot';
-comment on column flywheel.history_{tier}.type4_count_max is 'Most TYPE-4 incidents investigating of a snapshot';
-comment on column flywheel.history_{tier}.count_1h_max is 'Most incidents in the last hour of a snapshot';
-comment on column flywheel.history_{tier}.today_processed_max is 'Most incidents since midnight of a snapshot';
-comment on column flywheel.history_{tier}.execution_success_today_max is 'Most incidents repaired since midnight of a snapshot';
-comment on column flywheel.history_{tier}.flywheel_conversions_today_max is 'Most knowledge entries since midnight of a snapshot';
-comment on column flywheel.history_{tier}.refresh_ms_max is 'Slowest refresh (snapshots.refresh_ms) folded in; NULL when none was timed';
+comment on table flywheel.history_buckets is
+    'The history tiers: the snapshots of each bucket of 1 minute, 5 minutes, 1 hour and 6 hours (flywheel.history_tiers), folded by flywheel.refresh() as it writes each one (flywheel.record_history): what the dashboard''s time-series panels aggregate, for ranges whose $__interval is a bucket or more (flywheel.history). Each width pruned after its retention setting (history_1m_retention, ...).';
+comment on column flywheel.history_buckets.bucket_width is 'The tier: 1 minute, 5 minutes, 1 hour or 6 hours';
+comment on column flywheel.history_buckets.bucket_start is 'Start of the bucket: date_bin(bucket_width, computed_at, the Unix epoch), time-zone independent';
+comment on column flywheel.history_buckets.snapshots is 'Snapshots folded into this row';
+comment on column flywheel.history_buckets.last_computed_at is 'computed_at of the newest snapshot folded in';
+comment on column flywheel.history_buckets.execution_success_rate_sum is 'Sum of execution_success_rate over the snapshots where it is not NULL';
+comment on column flywheel.history_buckets.execution_success_rate_samples is 'Snapshots whose execution_success_rate is not NULL: the average is the sum over this';
+comment on column flywheel.history_buckets.km_vectorized_rate_sum is 'Sum of km_vectorized_rate: the average is the sum over snapshots';
+comment on column flywheel.history_buckets.alertname_null_rate_sum is 'Sum of alertname_null_rate: the average is the sum over snapshots';
+comment on column flywheel.history_buckets.playbook_count_min is 'Fewest approved playbooks of a snapshot';
+comment on column flywheel.history_buckets.playbooks_invalid_max is 'Most invalid playbook records of a snapshot';
+comment on column flywheel.history_buckets.km_unvectorized_count_max is 'Most unvectorized knowledge entries of a snapshot';
+comment on column flywheel.history_buckets.incidents_stuck_max is 'Most stuck incidents of a snapshot';
+comment on column flywheel.history_buckets.type4_count_max is 'Most TYPE-4 incidents investigating of a snapshot';
+comment on column flywheel.history_buckets.count_1h_max is 'Most incidents in the last hour of a snapshot';
+comment on column flywheel.history_buckets.today_processed_max is 'Most incidents since midnight of a snapshot';
+comment on column flywheel.history_buckets.execution_success_today_max is 'Most incidents repaired since midnight of a snapshot';
+comment on column flywheel.history_buckets.flywheel_conversions_today_max is 'Most knowledge entries since midnight of a snapshot';
+comment on column flywheel.history_buckets.refresh_ms_max is 'Slowest refresh (snapshots.refresh_ms) folded in; NULL when none was timed';
 
-insert into flywheel.history_{tier}
-select date_bin(interval '1 {tier}', computed_at, timestamptz '1970-01-01 00:00:00+00'),
+insert into flywheel.history_buckets
+select width, date_bin(width, computed_at, timestamptz '1970-01-01 00:00:00+00'),
        count(*), max(computed_at),
        coalesce(sum(execution_success_rate), 0), count(execution_success_rate),
        sum(km_vectorized_rate), sum(alertname_null_rate),
@@ -117,27 +121,30 @@ select date_bin(interval '1 {tier}', computed_at, timestamptz '1970-01-01 00:00:
        max(type4_count), max(count_1h), max(today_processed), max(execution_success_today),
        max(flywheel_conversions_today), max(refresh_ms)
 from flywheel.snapshots
-group by 1;
+cross join unnest(array[interval '1 minute', interval '5 minutes', interval '1 hour', interval '6 hours']) as width
+group by 1, 2;
 """
 
 RETENTIONS = """
 insert into flywheel.settings (key, value, description) values
-    ('history_raw_retention', '"1 day"', 'Snapshots (one per refresh) older than this are pruned; the 1-minute and 1-hour tiers keep their history. Interval from 1 hour to 100 years'),
-    ('history_minute_retention', '"45 days"', 'Rows of the 1-minute history tier (flywheel.history_minute) older than this are pruned. Interval from 1 day to 100 years'),
-    ('history_hour_retention', '"5 years"', 'Rows of the 1-hour history tier (flywheel.history_hour) older than this are pruned. Interval from 1 day to 100 years');
+    ('history_raw_retention', '"1 day"', 'Snapshots (one per refresh) older than this are pruned; the history tiers keep their history. Interval from 1 hour to 100 years'),
+    ('history_1m_retention', '"8 days"', 'Rows of the 1-minute history tier older than this are pruned. Interval from 1 day to 100 years'),
+    ('history_5m_retention', '"45 days"', 'Rows of the 5-minute history tier older than this are pruned. Interval from 1 day to 100 years'),
+    ('history_1h_retention', '"1 year"', 'Rows of the 1-hour history tier older than this are pruned. Interval from 1 day to 100 years'),
+    ('history_6h_retention', '"10 years"', 'Rows of the 6-hour history tier older than this are pruned. Interval from 1 day to 100 years');
 update flywheel.settings set description = 'refresh_log and sync_log rows older than this are pruned (snapshots: history_raw_retention). Interval from 1 day to 100 years'
 where key = 'retention';
 """
 
-TABLES = (SETTINGS_VERSIONS + TIER.format(tier="minute", width="minute") + TIER.format(tier="hour", width="hour")
-          + RETENTIONS)
+TABLES = SETTINGS_VERSIONS + TIERS + RETENTIONS
 
 DROP = """
-delete from flywheel.settings where key in ('history_raw_retention', 'history_minute_retention', 'history_hour_retention');
+delete from flywheel.settings
+where key in ('history_raw_retention', 'history_1m_retention', 'history_5m_retention', 'history_1h_retention',
+              'history_6h_retention');
 update flywheel.settings set description = 'Snapshots, refresh_log and sync_log rows older than this are pruned. Interval from 1 day to 100 years'
 where key = 'retention';
-drop table flywheel.history_hour;
-drop table flywheel.history_minute;
+drop table flywheel.history_buckets;
 drop index flywheel.refresh_log_failed;
 alter table flywheel.snapshots drop column refresh_ms;
 alter table flywheel.snapshots add column settings jsonb;

@@ -10,7 +10,7 @@
 -- limit at all), refresh_statement_timeout from one second; stuck_after up to 10 years and retention
 -- from a day to 100 years (the refresh and the sync subtract them from now); the history tiers'
 -- retentions (release 0006, issue 13) up to 100 years, from an hour for the raw snapshots (the
--- newest is always kept: it is flywheel.summary) and from a day for the 1-minute and 1-hour tiers;
+-- newest is always kept: it is flywheel.summary) and from a day for the tiers of buckets;
 -- time zones by their IANA names only: abbreviations that are also zone files (EST, MST, HST), POSIX-style names whose
 -- sign reads backwards (EST5EDT, Etc/GMT+8), and the files posixrules, localtime, Factory, posix/*
 -- and right/* are refused; UTC is the one abbreviation kept. source_schema must hold the three
@@ -64,7 +64,8 @@ begin
             return format('%s is not a number from 0 to 1', shown);
         end if;
     when setting_key in ('stuck_after', 'retention', 'refresh_lock_wait', 'refresh_lock_timeout', 'refresh_statement_timeout',
-                         'history_raw_retention', 'history_minute_retention', 'history_hour_retention') then
+                         'history_raw_retention', 'history_1m_retention', 'history_5m_retention', 'history_1h_retention',
+                         'history_6h_retention') then
         if kind is distinct from 'string' then
             return format('%s is not an interval: write it as a string such as "24 hours"', shown);
         end if;
@@ -76,8 +77,10 @@ begin
         least_allowed := case setting_key when 'retention' then interval '1 day'
                                           when 'refresh_statement_timeout' then interval '1 second'
                                           when 'history_raw_retention' then interval '1 hour'
-                                          when 'history_minute_retention' then interval '1 day'
-                                          when 'history_hour_retention' then interval '1 day' end;
+                                          when 'history_1m_retention' then interval '1 day'
+                                          when 'history_5m_retention' then interval '1 day'
+                                          when 'history_1h_retention' then interval '1 day'
+                                          when 'history_6h_retention' then interval '1 day' end;
         most_allowed := case when setting_key = 'stuck_after' then interval '10 years'
                              when setting_key like '%retention' then interval '100 years'
                              else interval '1 day' end;

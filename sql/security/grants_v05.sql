@@ -21,13 +21,14 @@ grant select on
     flywheel.daily_incidents, flywheel.daily_executions, flywheel.daily_knowledge,
     flywheel.current_flow, flywheel.playbooks, flywheel.refresh_log, flywheel.sync_log,
     flywheel.refresh_state, flywheel.playbook_totals,
-    flywheel.settings_versions, flywheel.history_minute, flywheel.history_hour
+    flywheel.settings_versions, flywheel.history_buckets
     to flywheel_reader;
 grant execute on function
     flywheel.latest_summary(), flywheel.summary_json(), flywheel.flywheel_json(), flywheel.prometheus_text(boolean),
     flywheel.iso8601(timestamptz, text), flywheel.setting(text), flywheel.setting_problem(text, jsonb),
     flywheel.setting_milliseconds(text),
-    flywheel.history(timestamptz, timestamptz, bigint), flywheel.history_tier(timestamptz, bigint)
+    flywheel.history(timestamptz, timestamptz, bigint), flywheel.history_tier(timestamptz, bigint),
+    flywheel.history_tiers()
     to flywheel_reader;
 
 grant flywheel_reader to flywheel_refresher;
