@@ -26,18 +26,23 @@
 -- flywheel.history, the panels (flywheel_sync/grafana.py), docs/refresh.md and docs/settings.md.
 --
 -- drop: drop function if exists flywheel.record_history(timestamptz); drop function if exists flywheel.history_tiers()
+-- PL/pgSQL rather than SQL: every panel's query calls it (through flywheel.history_tier), and
+-- PL/pgSQL keeps its plan for the session where a SQL function with SET would plan it on every call.
 create function flywheel.history_tiers()
 returns table (bucket_width interval, retention interval)
-language sql
+language plpgsql
 stable
 set search_path = pg_catalog, pg_temp
 as $$
+begin
+    return query
     select tier.bucket_width, (settings.value #>> '{}')::interval
     from (values (interval '1 minute', 'history_1m_retention'),
                  (interval '5 minutes', 'history_5m_retention'),
                  (interval '1 hour', 'history_1h_retention'),
                  (interval '6 hours', 'history_6h_retention')) as tier(bucket_width, setting_key)
-    join flywheel.settings on settings.key = tier.setting_key
+    join flywheel.settings on settings.key = tier.setting_key;
+end
 $$;
 
 comment on function flywheel.history_tiers() is
