@@ -148,7 +148,7 @@ def _ensure_history(url: str, say) -> None:
     engine = db.create_engine(url, poolclass=sa.pool.NullPool)
     with engine.begin() as connection:
         if not grafana_panels.has_history(connection):
-            say("adding two years of history (raw snapshots, 1-minute and 1-hour tiers) for the dashboard's queries")
+            say("adding two years of history (raw snapshots and the tiers of buckets) for the dashboard's queries")
             connection.execute(sa.text("select flywheel.refresh(full => true)"))
             grafana_panels.add_history(connection)
     engine.dispose()

@@ -6,9 +6,9 @@
 --   flywheel.daily_incidents, daily_executions, daily_knowledge   (changed days only, or all)
 --   flywheel.current_flow, flywheel.snapshots (one row; summary is it), flywheel.refresh_log (one row)
 --   flywheel.refresh_state, tracked_incidents, tracked_executions, tracked_knowledge
---   flywheel.settings_versions (when the settings changed), history_minute and history_hour (the
---   snapshot folded in by flywheel.record_history, which prunes snapshots and both tiers after their
---   history_*_retention settings)
+--   flywheel.settings_versions (when the settings changed), history_buckets (the snapshot folded into
+--   every tier by flywheel.record_history, which prunes the snapshots and each tier after its
+--   history_*_retention setting)
 -- and prunes refresh_log and sync_log older than the retention setting.
 --
 -- Two modes, recorded in refresh_log.mode (with mode_reason when full):
