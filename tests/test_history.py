@@ -186,7 +186,9 @@ def test_panels_draw_the_same_series_from_a_tier_as_from_the_raw_snapshots(conne
                 (panel["title"], width)
 
 
-def test_upgrade_to_0006_turns_settings_copies_into_versions_and_fills_the_tiers(empty_database_url):
+@pytest.fixture
+def engine_at_0005(empty_database_url):
+    """A database at revision 0005 with three snapshots around ON_THE_HOUR, the settings changed before the last."""
     engine = db.create_engine(empty_database_url, poolclass=sa.pool.NullPool)
     with engine.begin() as connection:
         generate.create_reference_schema(connection, layout="plain")
@@ -196,31 +198,41 @@ def test_upgrade_to_0006_turns_settings_copies_into_versions_and_fills_the_tiers
         refresh(connection, ON_THE_HOUR)
         set_setting(connection, "dedup_window_min", 45)
         refresh(connection, ON_THE_HOUR + 30 * SECOND)
-        before = connection.execute(sa.text(
-            "select snapshot_id, settings from flywheel.snapshots order by snapshot_id")).all()
-        summary_before = connection.execute(sa.text("select flywheel.summary_json(), flywheel.flywheel_json()")).one()
-    migrate.upgrade(engine)
-    with engine.connect() as connection:
+    yield engine
+    engine.dispose()
+
+
+SETTINGS_COPIES = "select snapshot_id, settings from flywheel.snapshots order by snapshot_id"
+OUTPUTS = "select flywheel.summary_json(), flywheel.flywheel_json(), (select settings from flywheel.summary)"
+
+
+def test_upgrade_to_0006_turns_settings_copies_into_versions_and_fills_the_tiers(engine_at_0005):
+    with engine_at_0005.connect() as connection:
+        before = connection.execute(sa.text(SETTINGS_COPIES)).all()
+        outputs_before = connection.execute(sa.text(OUTPUTS)).one()
+    migrate.upgrade(engine_at_0005)
+    with engine_at_0005.connect() as connection:
         after = connection.execute(sa.text("""
             select snapshot_id, version.settings
             from flywheel.snapshots join flywheel.settings_versions as version using (settings_version_id)
             order by snapshot_id""")).all()
         assert after == before
         assert connection.execute(sa.text("select count(*) from flywheel.settings_versions")).scalar_one() == 2
-        assert connection.execute(sa.text(
-            "select flywheel.summary_json(), flywheel.flywheel_json()")).one() == summary_before
-        assert tier_rows(connection, "minute") == [(ON_THE_HOUR - HOUR, 1, ON_THE_HOUR - HOUR + 30 * SECOND),
-                                                   (ON_THE_HOUR, 2, ON_THE_HOUR + 30 * SECOND)]
-        assert tier_rows(connection, "hour") == [(ON_THE_HOUR - HOUR, 1, ON_THE_HOUR - HOUR + 30 * SECOND),
-                                                 (ON_THE_HOUR, 2, ON_THE_HOUR + 30 * SECOND)]
+        assert connection.execute(sa.text(OUTPUTS)).one() == outputs_before
+        for tier in ("minute", "5 minutes", "hour"):
+            assert tier_rows(connection, tier) == [(ON_THE_HOUR - HOUR, 1, ON_THE_HOUR - HOUR + 30 * SECOND),
+                                                   (ON_THE_HOUR, 2, ON_THE_HOUR + 30 * SECOND)], tier
+        assert tier_rows(connection, "6 hours") == [(ON_THE_HOUR - HOUR, 3, ON_THE_HOUR + 30 * SECOND)]
 
-    migrate.downgrade(engine, "0005")
-    with engine.connect() as connection:
-        restored = connection.execute(sa.text(
-            "select snapshot_id, settings from flywheel.snapshots order by snapshot_id")).all()
-        assert restored == before
+
+def test_downgrade_to_0005_puts_the_settings_copies_back_and_drops_the_tiers(engine_at_0005):
+    with engine_at_0005.connect() as connection:
+        before = connection.execute(sa.text(SETTINGS_COPIES)).all()
+    migrate.upgrade(engine_at_0005)
+    migrate.downgrade(engine_at_0005, "0005")
+    with engine_at_0005.connect() as connection:
+        assert connection.execute(sa.text(SETTINGS_COPIES)).all() == before
         assert connection.execute(sa.text(
             "select count(*) from flywheel.settings where key like 'history%'")).scalar_one() == 0
         assert connection.execute(sa.text(
             "select to_regclass('flywheel.history_buckets'), to_regclass('flywheel.settings_versions')")).one() == (None, None)
-    engine.dispose()
