@@ -188,7 +188,8 @@ def test_panels_draw_the_same_series_from_a_tier_as_from_the_raw_snapshots(conne
 
 @pytest.fixture
 def engine_at_0005(empty_database_url):
-    """A database at revision 0005 with three snapshots around ON_THE_HOUR, the settings changed before the last."""
+    """A database at revision 0005 with four snapshots around ON_THE_HOUR, the settings changed before the
+    third and changed back before the fourth."""
     engine = db.create_engine(empty_database_url, poolclass=sa.pool.NullPool)
     with engine.begin() as connection:
         generate.create_reference_schema(connection, layout="plain")
@@ -198,6 +199,8 @@ def engine_at_0005(empty_database_url):
         refresh(connection, ON_THE_HOUR)
         set_setting(connection, "dedup_window_min", 45)
         refresh(connection, ON_THE_HOUR + 30 * SECOND)
+        set_setting(connection, "dedup_window_min", 30)
+        refresh(connection, ON_THE_HOUR + 45 * SECOND)
     yield engine
     engine.dispose()
 
@@ -217,12 +220,21 @@ def test_upgrade_to_0006_turns_settings_copies_into_versions_and_fills_the_tiers
             from flywheel.snapshots join flywheel.settings_versions as version using (settings_version_id)
             order by snapshot_id""")).all()
         assert after == before
-        assert connection.execute(sa.text("select count(*) from flywheel.settings_versions")).scalar_one() == 2
+        # One version per run of equal settings, in snapshot order: what the refresh's pruning relies on.
+        versions = connection.execute(sa.text(
+            "select settings_version_id from flywheel.snapshots order by snapshot_id")).scalars().all()
+        assert versions == [1, 1, 2, 3]
         assert connection.execute(sa.text(OUTPUTS)).one() == outputs_before
         for tier in ("minute", "5 minutes", "hour"):
             assert tier_rows(connection, tier) == [(ON_THE_HOUR - HOUR, 1, ON_THE_HOUR - HOUR + 30 * SECOND),
-                                                   (ON_THE_HOUR, 2, ON_THE_HOUR + 30 * SECOND)], tier
-        assert tier_rows(connection, "6 hours") == [(ON_THE_HOUR - HOUR, 3, ON_THE_HOUR + 30 * SECOND)]
+                                                   (ON_THE_HOUR, 3, ON_THE_HOUR + 45 * SECOND)], tier
+        assert tier_rows(connection, "6 hours") == [(ON_THE_HOUR - HOUR, 4, ON_THE_HOUR + 45 * SECOND)]
+        # The next refresh continues the numbering (the settings gained the retentions) and prunes every
+        # version the upgrade wrote once no snapshot uses it.
+        set_setting(connection, "history_raw_retention", "1 hour")
+        refresh(connection, ON_THE_HOUR + 2 * HOUR)
+        assert connection.execute(sa.text(
+            "select settings_version_id from flywheel.settings_versions")).scalars().all() == [4]
 
 
 def test_downgrade_to_0005_puts_the_settings_copies_back_and_drops_the_tiers(engine_at_0005):

@@ -39,18 +39,28 @@ comment on column flywheel.settings_versions.settings_version_id is 'Increases w
 comment on column flywheel.settings_versions.first_used_at is 'The clock (computed_at) of the first snapshot computed with these settings';
 comment on column flywheel.settings_versions.settings is 'The settings in force, key to value (the JSON functions read dedup_window_min and mcp_providers here)';
 
--- Every distinct copy becomes a version, numbered in the order the snapshots first used it.
-insert into flywheel.settings_versions (first_used_at, settings)
-select min(computed_at), settings
-from flywheel.snapshots
-group by settings
-order by min(snapshot_id);
+-- Every run of consecutive snapshots with the same copy becomes a version, numbered in snapshot order:
+-- version ids then grow with snapshot_id, as the refresh keeps them (flywheel.record_history prunes
+-- the versions older than the oldest snapshot's), even where the settings were changed back.
+create temporary table snapshot_settings_runs on commit drop as
+select snapshot_id, computed_at, settings,
+       count(*) filter (where changed) over (order by snapshot_id) as run
+from (select snapshot_id, computed_at, settings,
+             settings is distinct from lag(settings) over (order by snapshot_id) as changed
+      from flywheel.snapshots) as marked;
+insert into flywheel.settings_versions (settings_version_id, first_used_at, settings) overriding system value
+select run, min(computed_at), min(settings::text)::jsonb
+from snapshot_settings_runs
+group by run;
+select setval(pg_get_serial_sequence('flywheel.settings_versions', 'settings_version_id'), max(run))
+from snapshot_settings_runs
+having count(*) > 0;
 
 alter table flywheel.snapshots add column settings_version_id bigint references flywheel.settings_versions;
 update flywheel.snapshots as snapshot
-set settings_version_id = version.settings_version_id
-from flywheel.settings_versions as version
-where version.settings = snapshot.settings;
+set settings_version_id = runs.run
+from snapshot_settings_runs as runs
+where runs.snapshot_id = snapshot.snapshot_id;
 alter table flywheel.snapshots alter column settings_version_id set not null;
 alter table flywheel.snapshots drop column settings;
 comment on column flywheel.snapshots.settings_version_id is
