@@ -1183,8 +1183,8 @@ begin
                 full_at = case when mode = 'full' then excluded.full_at else kept.full_at end;
         end if;
 
-        -- History in tiers (issue 13): the snapshot folded into its minute and hour, and the snapshots
-        -- and both tiers pruned after their own retention settings.
+        -- History in tiers (issue 13): the snapshot folded into its bucket of every tier, and the
+        -- snapshots and each tier pruned after their own retention settings.
         perform flywheel.record_history(metrics_now);
         -- Retention, measured from the metrics' clock so that a back-fill never prunes the present.
         delete from flywheel.refresh_log where started_at < metrics_now - retention;
