@@ -132,16 +132,19 @@ def check(engine: Engine, source_schema: str | None = None) -> Report:
                                                             "or set the source_schema setting"))
             return report
         columns = _columns(connection, schema)
+        unreadable = _unreadable_tables(connection, schema)
         for table, wanted in CONTRACT.items():
             report.findings.extend(_check_table(table, wanted, columns.get(table)))
-        if {"status"} <= set(columns.get("incidents", {})):
+        report.findings.extend(_unreadable_findings(connection, schema, unreadable))
+        if {"status"} <= set(columns.get("incidents", {})) and "incidents" not in unreadable:
             report.findings.extend(_check_statuses(connection, schema))
         report.findings.extend(_check_change_tracking(columns))
         report.findings.extend(_check_indexes(connection, schema, columns))
         report.findings.extend(privilege_findings(connection, schema))
         if _migration_due(connection):
             report.findings.extend(migration_privileges(connection))
-        report.findings.extend(_check_unusable_rows(connection, schema, columns))
+        if not unreadable:
+            report.findings.extend(_check_unusable_rows(connection, schema, columns))
         report.findings.extend(_check_unique_keys(connection, schema, columns))
         return report
 
@@ -157,19 +160,45 @@ def _configured_schema(connection: Connection) -> str:
 
 
 def _columns(connection: Connection, schema: str) -> dict[str, dict[str, str]]:
+    """The contract tables' columns and their types (a domain's base type), as information_schema
+    names them; from pg_catalog, which shows the tables this role may not read as well."""
     rows = connection.execute(sa.text(
-        "select table_name, column_name, data_type from information_schema.columns"
-        " where table_schema = :schema and table_name = any(:tables)"
-    ), {"schema": schema, "tables": list(CONTRACT)})
+        "select c.relname, a.attname,"
+        "       format_type(coalesce(nullif(t.typbasetype, 0), a.atttypid), null)"
+        " from pg_class c join pg_attribute a on a.attrelid = c.oid join pg_type t on t.oid = a.atttypid"
+        " where c.relnamespace = to_regnamespace(:schema) and c.relname = any(:tables)"
+        " and c.relkind in ('r', 'p', 'v', 'm', 'f') and a.attnum > 0 and not a.attisdropped"
+    ), {"schema": _quote(connection, schema), "tables": list(CONTRACT)})
     found: dict[str, dict[str, str]] = {}
     for table, column, data_type in rows:
         found.setdefault(table, {})[column] = data_type
     return found
 
 
+def _unreadable_tables(connection: Connection, schema: str) -> list[str]:
+    """The contract tables present that the connected role may not SELECT from, in contract order."""
+    present = set(connection.execute(sa.text(
+        "select relname from pg_class where relnamespace = to_regnamespace(:schema) and relname = any(:tables)"
+        " and not has_table_privilege(oid, 'SELECT')"
+    ), {"schema": _quote(connection, schema), "tables": list(CONTRACT)}).scalars())
+    return [table for table in CONTRACT if table in present]
+
+
+def _unreadable_findings(connection: Connection, schema: str, tables: list[str]) -> list[Finding]:
+    """The check reads the status values and the unusable rows itself: a table it may not read is
+    said so, with the GRANT, rather than taken for missing (the refresh reads as flywheel_owner,
+    checked below)."""
+    me = connection.execute(sa.text("select current_user")).scalar_one()
+    return [Finding("warning", table, f"not readable by {me}: its status values and unusable rows go unchecked; "
+                    "grant it, or run the check as the role that migrates",
+                    f"GRANT SELECT ON {_quote(connection, schema)}.{_quote(connection, table)} TO "
+                    f"{_quote(connection, me)};")
+            for table in tables]
+
+
 def _check_table(table: str, wanted: tuple[Column, ...], present: dict[str, str] | None) -> list[Finding]:
     if present is None:
-        return [Finding("error", table, f"table {table} is missing (or not visible to this user)")]
+        return [Finding("error", table, f"table {table} is missing")]
     findings = []
     for column in wanted:
         subject = f"{table}.{column.name}"
@@ -335,8 +364,12 @@ def _check_source_security(connection: Connection, schema: str) -> list[Finding]
 def _migration_due(connection: Connection) -> bool:
     from .migrate import head_revision  # here: flywheel_sync.migrate imports this module
 
-    if connection.execute(sa.text("select to_regclass('flywheel.alembic_version')")).scalar() is None:
+    version_table = connection.execute(sa.text("select to_regclass('flywheel.alembic_version')")).scalar()
+    if version_table is None:
         return True
+    # Only the migrating role (schema flywheel's owner) reads it; the flywheel logins are not granted it.
+    if not connection.execute(sa.text("select has_table_privilege('flywheel.alembic_version', 'SELECT')")).scalar():
+        return False
     current = connection.execute(sa.text("select version_num from flywheel.alembic_version")).scalar()
     return current != head_revision()
 

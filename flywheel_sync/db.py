@@ -9,34 +9,21 @@ from urllib.parse import quote, urlencode
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
-from .errors import AuthenticationFailed, DatabaseUnavailable, FlywheelError, NotMigrated, ReadOnlyStandby
-from .urls import mask, problem
-
-DATABASE_URL_ENV = "FLYWHEEL_DATABASE_URL"
-REDIS_URL_ENV = "FLYWHEEL_REDIS_URL"
+from . import pg
+from .errors import DatabaseUnavailable
+# Also named here (db.unavailable, db.mask, ...) by the modules that work through SQLAlchemy.
+from .pg import is_refused_login, unavailable  # noqa: F401
+from .urls import DATABASE_URL_ENV, REDIS_URL_ENV, mask  # noqa: F401
 
 
 def parse_url(url: str | None) -> URL:
     """A SQLAlchemy URL for psycopg 3 from a ``postgresql://`` or ``postgresql+psycopg://`` URL."""
-    if not url:
-        raise DatabaseUnavailable(
-            f"no database given: set {DATABASE_URL_ENV} or pass --database-url "
-            "(for a local try-out, `make demo` starts one)"
-        )
-    malformed = problem(url)
-    if malformed:
-        raise DatabaseUnavailable(f"the database URL cannot be read: {malformed}")
     try:
-        parsed = make_url(url)
+        parsed = make_url(pg.require_url(url))
     except (sa.exc.ArgumentError, ValueError) as exc:
         raise DatabaseUnavailable(
-            f"{DATABASE_URL_ENV} is not a database URL ({type(exc).__name__}); "
-            "expected postgresql://user:password@host:5432/dbname"
+            f"{DATABASE_URL_ENV} is not a database URL ({type(exc).__name__}); {pg.EXPECTED_URL}"
         ) from exc
-    if parsed.get_backend_name() not in ("postgresql", "postgres"):
-        raise DatabaseUnavailable(
-            f"{mask(parsed)} is not a PostgreSQL URL; expected postgresql://user:password@host:5432/dbname"
-        )
     return parsed.set(drivername="postgresql+psycopg")
 
 
@@ -60,41 +47,9 @@ def libpq_url(url: URL | str) -> str:
 
 def create_engine(url: str | URL, **options) -> Engine:
     parsed = parse_url(url.render_as_string(hide_password=False) if isinstance(url, URL) else url)
-    connect_args = {"connect_timeout": 10, "application_name": "flywheel-sync"}
+    connect_args = {"connect_timeout": pg.CONNECT_TIMEOUT_SECONDS, "application_name": pg.APPLICATION_NAME}
     connect_args.update(options.pop("connect_args", {}))
     return sa.create_engine(parsed, connect_args=connect_args, pool_pre_ping=True, **options)
-
-
-# libpq reports a refused login in its message only (no SQLSTATE reaches the client before the session).
-_AUTHENTICATION_FAILURES = ("password authentication failed", "no password supplied", "authentication failed",
-                            "role \"", "pg_hba.conf rejects")
-
-
-def unavailable(url: URL | str, exc: BaseException) -> FlywheelError:
-    """The one-line error for a database that refused the login, cannot be reached or dropped the connection."""
-    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    detail = reason[0] if reason else type(exc).__name__
-    detail = detail.removeprefix("connection failed: ")
-    if is_refused_login(detail):
-        return AuthenticationFailed(
-            f"the database at {mask(url)} refused the login: {_server_words(detail)}. "
-            f"Put the right user and password in the URL ({DATABASE_URL_ENV} or --database-url; URL-encoded) "
-            "or in ~/.pgpass or PGPASSWORD."
-        )
-    return DatabaseUnavailable(
-        f"cannot reach the database at {mask(url)}: {detail}. "
-        f"Check that the server is up and the URL is right ({DATABASE_URL_ENV} or --database-url)."
-    )
-
-
-def is_refused_login(message: str) -> bool:
-    """Whether libpq's message says the server refused the login (as opposed to not answering)."""
-    return any(marker in message for marker in _AUTHENTICATION_FAILURES)
-
-
-def _server_words(detail: str) -> str:
-    """libpq's 'connection to server at ... failed: FATAL:  why' as just 'why'."""
-    return detail.split("failed: ", 1)[-1].removeprefix("FATAL:").strip()
 
 
 @contextlib.contextmanager
@@ -127,38 +82,19 @@ def _one_line_failures(engine: Engine) -> Iterator[None]:
 
 
 def _is_connection_failure(exc: sa.exc.DBAPIError) -> bool:
-    sqlstate = getattr(exc.orig, "sqlstate", None)
-    # Class 08 is "connection exception"; 57P0x is the server shutting down under us. Errors without
-    # a SQLSTATE were raised by the client: no connection could be made at all.
-    return sqlstate is None or sqlstate.startswith("08") or sqlstate.startswith("57P0")
+    return pg.is_connection_failure(exc.orig)
 
 
 def describe(exc: sa.exc.DBAPIError) -> str:
     """A database error in one line: PostgreSQL's message, its SQLSTATE and its hint."""
-    diag = getattr(exc.orig, "diag", None)
-    message = (diag and diag.message_primary) or str(exc.orig).strip().splitlines()[0]
-    if _is_connection_failure(exc):
-        return f"lost the connection to the database: {message}. Check that the server is up, then run the command again."
-    hint = diag and diag.message_hint
-    if not hint and exc.orig.sqlstate == "42501" and "flywheel" in message:
-        hint = ("This login holds no flywheel role: a DBA runs GRANT flywheel_reader TO <login>; to read, or "
-                "GRANT flywheel_refresher TO <login>; to refresh and sync (README, Roles)")
-    return f"database error: {message} (SQLSTATE {exc.orig.sqlstate})" + (f". {hint}" if hint else "")
+    return pg.describe(exc.orig)
 
 
 def require_schema(connection: Connection) -> None:
     """Raise NotMigrated unless schema flywheel exists here."""
-    present = connection.execute(sa.text("select to_regnamespace('flywheel') is not null")).scalar_one()
-    if not present:
-        raise NotMigrated(
-            f"schema flywheel does not exist in {mask(connection.engine.url)}: run `flywheel-sync migrate` first"
-        )
+    pg.require_schema(connection.connection.driver_connection, connection.engine.url)
 
 
 def require_primary(connection: Connection) -> None:
-    """Raise ReadOnlyStandby on a hot standby: refresh and migrate write, a read replica cannot.
-
-    Every read (the views, the JSON and Prometheus functions, the Grafana panels) works on a standby.
-    """
-    if connection.execute(sa.text("select pg_is_in_recovery()")).scalar_one():
-        raise ReadOnlyStandby("read-only standby: run this on the primary")
+    """Raise ReadOnlyStandby on a hot standby (see :func:`flywheel_sync.pg.require_primary`)."""
+    pg.require_primary(connection.connection.driver_connection)

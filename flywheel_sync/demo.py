@@ -40,9 +40,15 @@ def servers(database_url: str | None, redis_url: str | None) -> DemoServers:
         database_url = embedded.start_postgres(HOME / "postgres").url
         started = True
     if not redis_url:
-        redis_url = embedded.start_redis(HOME / "redis").url
+        redis_url = start_redis().url
         started = True
     return DemoServers(database_url, redis_url, started)
+
+
+def start_redis() -> embedded.Server:
+    """The demo's embedded Redis under .flywheel/redis, started when not running; it keeps its data
+    there (append-only file), so a stop and a start keep the playbooks the mirror holds."""
+    return embedded.start_redis(HOME / "redis", persist=True)
 
 
 def recreate_demo_database(server_url: str) -> str:

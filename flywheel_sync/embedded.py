@@ -171,8 +171,10 @@ def redis_server_binary() -> str:
     return shutil.which("redis-server") or _redis_binary()
 
 
-def start_redis(folder: Path) -> Server:
-    """Start (or find running) a Redis server that keeps nothing on disk, under ``folder``."""
+def start_redis(folder: Path, persist: bool = False) -> Server:
+    """Start (or find running) a Redis server under ``folder``; it keeps nothing on disk unless
+    ``persist`` (then an append-only file in ``folder``, flushed every second and at a stop, which
+    the next start reads back)."""
     folder = folder.resolve()
     running = _read_state(folder)
     if running:
@@ -183,7 +185,8 @@ def start_redis(folder: Path) -> Server:
     pidfile = folder / "redis.pid"
     pidfile.unlink(missing_ok=True)
     command = [
-        _redis_binary(), "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+        _redis_binary(), "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+        "--appendonly", "yes" if persist else "no",
         "--dir", str(folder), "--logfile", str(log), "--pidfile", str(pidfile), "--daemonize", "yes",
     ]
     _run(command, {"check": True, "stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE}, "redis-server")

@@ -59,5 +59,14 @@ class MigrationPrivilegesMissing(FlywheelError):
     """The migrating role lacks a privilege the migration needs (docs/migrations.md lists them)."""
 
 
+class MigratedWithWarnings(FlywheelError):
+    """`migrate --strict`: the migration went through, but left something that needs a DBA.
+
+    Exit status 3, so a script tells it from a migration that failed (1) or a usage error (2).
+    """
+
+    exit_code = 3
+
+
 class UnknownRevision(FlywheelError):
     """A revision given to migrate or downgrade that no migration has."""

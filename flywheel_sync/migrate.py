@@ -59,8 +59,8 @@ def upgrade(engine: Engine, revision: str = "head") -> list[str]:
 
 
 def _warning(finding: check.Finding) -> str:
-    fix = f" Run: {finding.statement}" if finding.statement else ""
-    return f"{finding.subject} {finding.message}{fix}"
+    fix = f". Run: {finding.statement}" if finding.statement else ""
+    return f"{finding.subject}: {finding.message}{fix}"
 
 
 def _require_privileges(connection: sa.Connection) -> None:

@@ -22,6 +22,8 @@ import unicodedata
 from decimal import Decimal
 from typing import NamedTuple
 
+# Where the platform keeps its playbook records: the sync's default key pattern (SCAN MATCH).
+DEFAULT_PATTERN = "playbook:PB-*"
 MAX_VALUE_BYTES = 1024 * 1024
 MAX_DEPTH = 64
 EXCERPT_CHARS = 200

@@ -1,16 +1,23 @@
 """Running flywheel.refresh() from Python: one REPEATABLE READ snapshot, the statement timeout around
-it, and its errors."""
+it, and its errors.
+
+Through psycopg alone (:mod:`flywheel_sync.pg`), not SQLAlchemy: `flywheel-sync refresh` runs from
+cron every minute, and importing SQLAlchemy would cost it more than the refresh itself (issue 13).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+import psycopg
 
-from . import db
+from . import pg
 from .errors import NotMigrated, RefreshBusy, RefreshFailed
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 # SQLSTATEs whose message already says what to do: the lock wait gave up (55P03, from
 # flywheel.take_refresh_lock), a standby or read-only transaction (25006, flywheel.require_writable).
@@ -31,6 +38,8 @@ class RefreshResult:
     refresh_id: int
     status: str
     computed_at: str
+    # computed_at in the zone of the timezone setting, with its offset, as the metrics count days.
+    computed_at_local: str | None
     started_at: str
     finished_at: str
     steps: list[Step]
@@ -46,61 +55,80 @@ class RefreshResult:
         return sum(step.ms for step in self.steps)
 
 
-def refresh(engine: Engine, as_of: datetime | None = None, full: bool = False) -> RefreshResult:
-    """Run one refresh (incremental unless ``full``); raise RefreshBusy or RefreshFailed when it does not succeed."""
+def refresh(database: str | Engine | None, as_of: datetime | None = None, full: bool = False,
+            check_schema: bool = True) -> RefreshResult:
+    """Run one refresh (incremental unless ``full``); raise RefreshBusy or RefreshFailed when it does not succeed.
+
+    ``database`` is a database URL (None: not given), or an Engine whose URL is used (the refresh
+    takes a connection of its own, closed when it ends). ``check_schema=False`` skips the checks for
+    a primary and a current schema (five queries), for a caller that refreshes every few seconds and
+    checked them at its first refresh: a schema downgraded since still fails in one line
+    (NotMigrated), a standby with SQLSTATE 25006 (RefreshFailed).
+    """
+    url = database if database is None or isinstance(database, str) else _libpq_url(database)
     try:
-        with db.session(engine) as connection:
-            db.require_primary(connection)
-            require_current_schema(connection)
-            connection.commit()
+        with pg.connect(url) as connection, pg.one_line_failures(url):
+            if check_schema:
+                pg.require_primary(connection)
+                require_current_schema(connection, url)
+                connection.commit()
             # Wait for a running refresh before the snapshot, then commit at once (releasing its row
             # lock): a refresh that waited for another reads what that one wrote (REPEATABLE READ
             # fixes the snapshot at the first statement). Only lock_timeout (refresh_lock_wait)
             # bounds the wait: no statement_timeout of the role or database cuts it short.
-            with connection.begin():
-                connection.execute(sa.text("set local statement_timeout = 0"))
-                gave_up = connection.execute(sa.text("select flywheel.wait_for_refresh_lock(:full)"),
-                                             {"full": full}).scalar_one()
-            raw = gave_up or _refresh_in_one_snapshot(connection, as_of, full)
-    except sa.exc.DBAPIError as exc:
+            connection.execute("set local statement_timeout = 0")
+            gave_up = connection.execute("select flywheel.wait_for_refresh_lock(%s)", (full,)).fetchone()[0]
+            connection.commit()
+            raw, computed_at_local = (gave_up, None) if gave_up else _refresh_in_one_snapshot(connection, as_of, full)
+    except psycopg.Error as exc:
         known = _known_failure(exc)
         if known is None:
             raise
         raise known from exc
-    result = _result(raw)
+    result = _result(raw, computed_at_local)
     if result.status != "ok":
         raise _failed(raw)
     return result
 
 
+def _libpq_url(engine: Engine) -> str:
+    from . import db  # the caller holds an Engine: SQLAlchemy is imported already
+
+    return db.libpq_url(engine.url)
+
+
 # What this module calls: a schema from before release 0004 lacks one of them.
 CALLED = ("flywheel.wait_for_refresh_lock(boolean)", "flywheel.refresh(timestamptz, boolean)",
-          "flywheel.setting_milliseconds(text)")
+          "flywheel.setting_milliseconds(text)", "flywheel.setting(text)", "flywheel.iso8601(timestamptz, text)")
 
 
-def require_current_schema(connection: sa.Connection) -> None:
+def require_current_schema(connection: psycopg.Connection, url: str) -> None:
     """Raise NotMigrated unless schema flywheel has the functions this flywheel-sync calls.
 
     Read from the catalog, which any login may read (flywheel.alembic_version is not granted to the
     flywheel roles)."""
-    db.require_schema(connection)
+    pg.require_schema(connection, url)
     for signature in CALLED:
-        if connection.execute(sa.text("select to_regprocedure(:s) is null"), {"s": signature}).scalar_one():
+        if connection.execute("select to_regprocedure(%s) is null", (signature,)).fetchone()[0]:
             raise NotMigrated(f"schema flywheel is older than this flywheel-sync (it has no {signature}): "
                               "run `flywheel-sync migrate`")
 
 
-def _refresh_in_one_snapshot(connection: sa.Connection, as_of: datetime | None, full: bool) -> dict:
+def _refresh_in_one_snapshot(connection: psycopg.Connection, as_of: datetime | None,
+                             full: bool) -> tuple[dict, str | None]:
+    """The refresh_log row of the run, and its computed_at in the timezone setting (as the run read it)."""
     # One snapshot for every statement of the refresh, so the rollups and the rows it tracks agree
     # even while the platform writes.
-    connection.execution_options(isolation_level="REPEATABLE READ")
-    with connection.begin():
-        # statement_timeout can only bound the call from outside: inside a function it is too late.
-        connection.execute(sa.text(
-            "select set_config('statement_timeout', flywheel.setting_milliseconds('refresh_statement_timeout'), true)"
-        ))
-        return connection.execute(sa.text("select flywheel.refresh(:as_of, full => :full)"),
-                                  {"as_of": as_of, "full": full}).scalar_one()
+    connection.execute("set transaction isolation level repeatable read")
+    # statement_timeout can only bound the call from outside: inside a function it is too late.
+    connection.execute(
+        "select set_config('statement_timeout', flywheel.setting_milliseconds('refresh_statement_timeout'), true)")
+    raw = connection.execute("select flywheel.refresh(%s, full => %s)", (as_of, full)).fetchone()[0]
+    computed_at_local = connection.execute(
+        "select flywheel.iso8601(%s::timestamptz, flywheel.setting('timezone') #>> '{}')",
+        (raw.get("computed_at"),)).fetchone()[0]
+    connection.commit()
+    return raw, computed_at_local
 
 
 def _failed(raw: dict) -> RefreshBusy | RefreshFailed:
@@ -117,11 +145,10 @@ def _failed(raw: dict) -> RefreshBusy | RefreshFailed:
     )
 
 
-def _known_failure(exc: sa.exc.DBAPIError) -> Exception | None:
+def _known_failure(exc: psycopg.Error) -> Exception | None:
     """The one-line error for what the database raised rather than recorded, when a user can act on it."""
-    sqlstate = getattr(exc.orig, "sqlstate", None)
-    diag = getattr(exc.orig, "diag", None)
-    message = diag.message_primary if diag else str(exc.orig)
+    sqlstate = exc.sqlstate
+    message = exc.diag.message_primary or str(exc)
     if sqlstate == READ_ONLY:
         return RefreshFailed(message)
     if sqlstate == CANCELLED:
@@ -131,11 +158,12 @@ def _known_failure(exc: sa.exc.DBAPIError) -> Exception | None:
     return None
 
 
-def _result(raw: dict) -> RefreshResult:
+def _result(raw: dict, computed_at_local: str | None) -> RefreshResult:
     return RefreshResult(
         refresh_id=raw["refresh_id"],
         status=raw["status"],
         computed_at=raw["computed_at"],
+        computed_at_local=computed_at_local,
         started_at=raw["started_at"],
         finished_at=raw["finished_at"],
         steps=[Step(step["step"], step["rows"], float(step["ms"])) for step in raw["steps"]],

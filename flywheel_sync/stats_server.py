@@ -103,11 +103,30 @@ class AddressUnavailable(FlywheelError):
 
 
 class ReadFailed(FlywheelError):
-    """The database could not give an answer in time; ``kind`` names the cause for the log."""
+    """The database could not give an answer in time; ``kind`` names the cause for the log.
+
+    The message, with the masked URL and the login, is for the log; a client gets only ``reason``:
+    an HTTP client is not told where the database is or who the server logs in as.
+    """
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
+
+    @property
+    def reason(self) -> str:
+        return f"{PUBLIC_REASONS.get(self.kind, 'the database answered with an error')}; the server's log says more"
+
+
+PUBLIC_REASONS = {
+    "locked": "a lock on a flywheel table held the read past its deadline",
+    "timeout": "the database did not answer in time",
+    "privilege": "the server's login may not read schema flywheel",
+    "not migrated": "schema flywheel is missing or too old in the database",
+    "not refreshed": "no refresh has run yet",
+    "login refused": "the database refused the server's login",
+    "unreachable": "cannot reach the database",
+}
 
 
 # Reads --------------------------------------------------------------------------------------------
@@ -310,8 +329,11 @@ class _Writer(io.BufferedIOBase):
 
 class Handler(BaseHTTPRequestHandler):
     server_version = "flywheel-sync"
-    sys_version = ""
     server: StatsServer
+
+    def version_string(self) -> str:
+        """The Server header: the name alone (http.server appends a space and Python's version)."""
+        return self.server_version
 
     def setup(self) -> None:
         self.connection = self.request
@@ -414,7 +436,7 @@ class Handler(BaseHTTPRequestHandler):
         try:
             text = self.server.reader.read(kind, self.server.options.deadline)
         except ReadFailed as error:
-            body = json.dumps({"error": "the flywheel metrics cannot be read now", "detail": error.message,
+            body = json.dumps({"error": "the flywheel metrics cannot be read now", "detail": error.reason,
                                "retry_after_seconds": RETRY_AFTER_SECONDS})
             self._respond(503, JSON, body.encode(), [("Retry-After", str(RETRY_AFTER_SECONDS)),
                                                      ("Cache-Control", "no-store")], send_body)

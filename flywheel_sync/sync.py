@@ -47,11 +47,10 @@ from redis.retry import Retry
 from sqlalchemy.engine import Engine
 
 from . import db, playbooks
-from .db import REDIS_URL_ENV
 from .errors import AuthenticationFailed, FlywheelError
-from .urls import mask, problem
+from .playbooks import DEFAULT_PATTERN
+from .urls import REDIS_URL_ENV, mask, problem
 
-DEFAULT_PATTERN = "playbook:PB-*"
 SCAN_COUNT = 1000
 REDIS_TIMEOUT_SECONDS = 10.0
 WRITER_THREADS = 2
@@ -93,10 +92,12 @@ class PassResult:
     error: str | None = None
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        # Milliseconds are the clock's real resolution here; more digits are noise to a reader.
+        return {**asdict(self), "seconds": round(self.seconds, 3)}
 
-    def line(self) -> str:
-        state = "complete" if self.complete else f"INCOMPLETE ({self.error})"
+    def line(self, with_error: bool = True) -> str:
+        """The pass in one line; without its error where the caller says it next (the CLI's Error line)."""
+        state = "complete" if self.complete else f"INCOMPLETE ({self.error})" if with_error else "INCOMPLETE"
         return (f"sync {self.sync_id} {state}: {self.scanned:,} scanned, {self.inserted:,} inserted, "
                 f"{self.updated:,} updated, {self.unchanged:,} unchanged, {self.deleted:,} deleted, "
                 f"{self.invalid:,} invalid in {self.seconds:.2f} s")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+DATABASE_URL_ENV = "FLYWHEEL_DATABASE_URL"
+REDIS_URL_ENV = "FLYWHEEL_REDIS_URL"
 HIDDEN = "***"
 # password=..., sslpassword=... in the query string, whatever their case.
 _SECRET_PARAMETER = re.compile(r"(?i)([?&;](?:ssl)?password=)[^&;#]*")

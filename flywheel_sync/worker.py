@@ -8,8 +8,10 @@ the pass leaves their keys alone when it deletes (see :mod:`flywheel_sync.sync`)
 
 One worker per database: it holds the session advisory lock ('flyw', 2) on a connection of its own
 (the refresh uses ('flyw', 1)). A second worker waits for the lock (or exits, with --no-wait).
-Redis or PostgreSQL down: retry with capped exponential backoff and jitter, logged, and resume.
-SIGTERM or SIGINT: stop taking work, let the batch in hand be written, close, exit 0.
+Redis or PostgreSQL down: retry with capped exponential backoff and jitter, logged, and resume;
+with Redis down the refresh goes on (flywheel_sync.refresh_schedule decides when it runs).
+SIGTERM or SIGINT: stop taking work, let the batch or refresh in hand be written, close, exit 0; a
+second signal exits at once (status 128 + the signal's number), rolling back what was in hand.
 """
 
 from __future__ import annotations
@@ -33,9 +35,9 @@ from redis.cluster import RedisCluster
 from sqlalchemy.engine import Engine
 
 from . import db
-from . import refresh as refreshing
 from . import sync as syncing
-from .errors import AuthenticationFailed, DatabaseUnavailable, FlywheelError, RefreshBusy, RefreshFailed
+from .errors import AuthenticationFailed, DatabaseUnavailable, FlywheelError
+from .refresh_schedule import RefreshSchedule
 from .urls import mask
 
 LOCK_KEY = (0x666C7977, 2)  # 'flyw' and 2: the sync worker's advisory lock (the refresh's is 1)
@@ -71,12 +73,13 @@ class Log:
         self.stream = stream or sys.stderr
 
     def __call__(self, event: str, **fields) -> None:
+        print(self.line(event, **fields), file=self.stream, flush=True)
+
+    def line(self, event: str, **fields) -> str:
         stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         if self.json_lines:
-            line = json.dumps({"ts": stamp, "event": event, **fields}, default=str)
-        else:
-            line = " ".join([stamp, event] + [f"{key}={_text_value(value)}" for key, value in fields.items()])
-        print(line, file=self.stream, flush=True)
+            return json.dumps({"ts": stamp, "event": event, **fields}, default=str)
+        return " ".join([stamp, event] + [f"{key}={_text_value(value)}" for key, value in fields.items()])
 
 
 def _text_value(value) -> str:
@@ -108,14 +111,28 @@ class Stopping:
         self.event = threading.Event()
         self.signal_name: str | None = None
 
-    def install_signal_handlers(self) -> None:
-        # The handler only records: writing a log line from it could re-enter a write in progress.
+    def install_signal_handlers(self, log: Log | None = None) -> None:
+        # As python-arq's worker does: the first signal lets the pass or refresh in hand finish, the
+        # second exits at once (whoever sends it does not want to wait). Each says so at once, written
+        # straight to the file descriptor: print() from a handler could re-enter a print in progress.
         def handle(signum, _frame):
-            self.signal_name = signal.Signals(signum).name
+            name = signal.Signals(signum).name
+            if self.event.is_set():
+                self._say(log, "exiting_at_once", signal=name, first_signal=self.signal_name,
+                          exit_status=128 + signum)
+                os._exit(128 + signum)
+            self.signal_name = name
             self.event.set()
+            self._say(log, "stop_requested", signal=name,
+                      then="the pass or refresh in hand finishes, then exit 0; a second signal exits at once")
 
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, handle)
+
+    @staticmethod
+    def _say(log: Log | None, event: str, **fields) -> None:
+        if log is not None:
+            os.write(log.stream.fileno(), (log.line(event, **fields) + "\n").encode())
 
     def __bool__(self) -> bool:
         return self.event.is_set()
@@ -136,6 +153,7 @@ def follow(engine: Engine, options: FollowOptions, log: Log, stopping: Stopping)
     """Run until ``stopping`` is set; returns what was done. Raises SyncBusy only with --no-wait."""
     totals = Totals()
     backoff = Backoff(options.backoff_base, options.backoff_cap)
+    schedule = RefreshSchedule(options.refresh_every, options.refresh_after_change, log)
     log("started", pattern=options.pattern, redis=mask(options.redis_url),
         database=mask(engine.url), reconcile_every=options.reconcile_every,
         refresh_every=options.refresh_every, refresh_after_change=options.refresh_after_change)
@@ -145,7 +163,7 @@ def follow(engine: Engine, options: FollowOptions, log: Log, stopping: Stopping)
                 lock = resources.enter_context(_advisory_lock(engine, options, log, stopping))
                 if lock is None:
                     break
-                _work(engine, options, log, stopping, totals, lock, backoff)
+                _work(engine, options, log, stopping, totals, lock, backoff, schedule)
         except SyncBusy:
             raise
         except AuthenticationFailed as exc:
@@ -156,9 +174,12 @@ def follow(engine: Engine, options: FollowOptions, log: Log, stopping: Stopping)
         except (DatabaseUnavailable, sa.exc.OperationalError, sa.exc.InterfaceError, psycopg.OperationalError) as exc:
             _retry(log, backoff, stopping, "database_unavailable", mask(engine.url), exc)
         except (syncing.RedisUnavailable, *syncing.REDIS_ERRORS) as exc:
-            _retry(log, backoff, stopping, "redis_unavailable", mask(options.redis_url), exc)
+            # The source tables still change: the metrics go on being refreshed while Redis is away.
+            _retry(log, backoff, stopping, "redis_unavailable", mask(options.redis_url), exc,
+                   between=lambda: _refresh_if_due(engine, log, schedule))
     if stopping.signal_name:
         log("stopping", signal=stopping.signal_name)
+    totals.refreshes = schedule.total
     log("stopped", passes=totals.passes, events=totals.events, keys_applied=totals.keys_applied,
         refreshes=totals.refreshes)
     return totals
@@ -178,10 +199,29 @@ def exit_after_signal(engine: Engine, stopping: Stopping) -> None:
     os._exit(0)
 
 
-def _retry(log: Log, backoff: Backoff, stopping: Stopping, event: str, server: str, exc: BaseException) -> None:
+def _retry(log: Log, backoff: Backoff, stopping: Stopping, event: str, server: str, exc: BaseException,
+           between=None) -> None:
+    """Log the fault in one line and wait out the backoff; ``between`` runs whenever it returns a
+    wait (the refresh schedule's) shorter than what is left."""
     delay = backoff.next_delay()
     log(event, server=server, error=syncing.first_line(exc), attempt=backoff.attempt, retry_in_seconds=delay)
-    stopping.wait(delay)
+    until = time.monotonic() + delay
+    while not stopping:
+        left = until - time.monotonic()
+        pause = between() if between is not None else left
+        if stopping.wait(min(left, pause)) or left <= pause:
+            return
+
+
+def _refresh_if_due(engine: Engine, log: Log, schedule: RefreshSchedule) -> float:
+    """Refresh when due; the seconds until the next is due. A database fault here is logged once and
+    not raised (the caller is already waiting for Redis); no refresh is tried again in that wait."""
+    try:
+        schedule.run_if_due(engine)
+    except (DatabaseUnavailable, sa.exc.OperationalError, sa.exc.InterfaceError, psycopg.OperationalError) as exc:
+        log("refresh_failed", reason="interval", error=syncing.first_line(exc))
+        return float("inf")
+    return schedule.seconds_until_due()
 
 
 def lock_connection(engine: Engine) -> psycopg.Connection:
@@ -258,7 +298,7 @@ def lock_holder(connection: psycopg.Connection) -> str:
 
 
 def _work(engine, options: FollowOptions, log: Log, stopping: Stopping, totals: Totals,
-          lock: psycopg.Connection, backoff: Backoff) -> None:
+          lock: psycopg.Connection, backoff: Backoff, schedule: RefreshSchedule) -> None:
     client = syncing.connect_redis(options.redis_url)
     subscriptions = []
     try:
@@ -266,26 +306,24 @@ def _work(engine, options: FollowOptions, log: Log, stopping: Stopping, totals: 
         pending: set[bytes] = set()
         collect = functools.partial(_drain, subscriptions, pending, totals, stopping)
         next_pass = 0.0
-        next_refresh = time.monotonic() + (options.refresh_every or 0)
         next_lock_check = time.monotonic() + LOCK_CHECK_SECONDS
         while not stopping:
             if time.monotonic() >= next_pass:
                 next_pass = time.monotonic() + options.reconcile_every
-                _reconcile(engine, client, options, log, totals, collect, pending)
+                _reconcile(engine, client, options, log, totals, collect, pending, schedule)
                 backoff.reset()
-            _drain(subscriptions, pending, totals, stopping, wait_seconds=IDLE_WAIT_SECONDS)
+            idle = min(IDLE_WAIT_SECONDS, schedule.seconds_until_due())
+            _drain(subscriptions, pending, totals, stopping, wait_seconds=idle)
             if pending:
                 stopping.wait(EVENT_WINDOW_SECONDS)
                 collect()
-                _apply(engine, client, options, log, totals, pending)
-            if options.refresh_every and time.monotonic() >= next_refresh:
-                _refresh(engine, log, totals, "interval")
-                next_refresh = time.monotonic() + options.refresh_every
+                _apply(engine, client, options, log, totals, pending, schedule)
+            schedule.run_if_due(engine)
             if time.monotonic() >= next_lock_check:
                 lock.execute("select 1")  # a restarted server took the lock with it: reconnect and retake
                 next_lock_check = time.monotonic() + LOCK_CHECK_SECONDS
             if not subscriptions:
-                stopping.wait(min(IDLE_WAIT_SECONDS, max(0.0, next_pass - time.monotonic())))
+                stopping.wait(min(idle, max(0.0, next_pass - time.monotonic())))
     except syncing.Interrupted:
         pass
     finally:
@@ -294,10 +332,19 @@ def _work(engine, options: FollowOptions, log: Log, stopping: Stopping, totals: 
         client.close()
 
 
-def _reconcile(engine, client, options: FollowOptions, log: Log, totals: Totals, collect, pending: set[bytes]) -> None:
-    """A full pass; events arriving meanwhile are collected into ``pending`` and spared its deletes."""
+def _reconcile(engine, client, options: FollowOptions, log: Log, totals: Totals, collect, pending: set[bytes],
+               schedule: RefreshSchedule) -> None:
+    """A full pass; events arriving meanwhile are collected into ``pending`` and spared its deletes.
+
+    The refresh keeps its interval during the pass (between its batches): a pass over 100,000 keys
+    took 20-38 s on a loaded machine, and source-table changes would have waited for its end."""
+
+    def between_batches() -> None:
+        collect()
+        schedule.run_if_due(engine)
+
     result = syncing.sync_pass(engine, client, options.pattern, mode="follow",
-                               between_batches=collect, protected=lambda: pending,
+                               between_batches=between_batches, protected=lambda: pending,
                                allow_mass_delete=options.allow_mass_delete)
     totals.passes += 1
     log("reconciled", **{key: value for key, value in result.as_dict().items() if key != "mode"})
@@ -309,29 +356,20 @@ def _reconcile(engine, client, options: FollowOptions, log: Log, totals: Totals,
         return
     if not result.complete:
         raise redis.exceptions.ConnectionError(result.error or "incomplete pass")
-    if options.refresh_after_change and result.inserted + result.updated + result.deleted:
-        _refresh(engine, log, totals, "after_change")
+    if result.inserted + result.updated + result.deleted:
+        schedule.changed()
 
 
-def _apply(engine, client, options: FollowOptions, log: Log, totals: Totals, pending: set[bytes]) -> None:
+def _apply(engine, client, options: FollowOptions, log: Log, totals: Totals, pending: set[bytes],
+           schedule: RefreshSchedule) -> None:
     keys = list(pending)
     result = syncing.apply_keys(engine, client, keys, options.pattern)
     pending.difference_update(keys)
     totals.keys_applied += len(keys)
     log("applied", keys=len(keys), inserted=result.inserted, updated=result.updated,
         unchanged=result.unchanged, deleted=result.deleted, invalid=result.invalid)
-    if options.refresh_after_change and result.inserted + result.updated + result.deleted:
-        _refresh(engine, log, totals, "after_change")
-
-
-def _refresh(engine, log: Log, totals: Totals, reason: str) -> None:
-    try:
-        result = refreshing.refresh(engine)
-    except (RefreshBusy, RefreshFailed) as exc:
-        log("refresh_failed", reason=reason, error=syncing.first_line(exc))
-        return
-    totals.refreshes += 1
-    log("refreshed", reason=reason, refresh_id=result.refresh_id, ms=result.total_ms)
+    if result.inserted + result.updated + result.deleted:
+        schedule.changed()
 
 
 def _subscribe(client, options: FollowOptions, log: Log) -> list:

@@ -39,7 +39,7 @@ def test_missing_table_is_an_error(database_url, engine):
     with engine.begin() as connection:
         connection.execute(sa.text("drop table knowledge_entries"))
     assert findings(check(database_url)[1], "error") == [
-        "knowledge_entries: table knowledge_entries is missing (or not visible to this user)"]
+        "knowledge_entries: table knowledge_entries is missing"]
 
 
 def test_column_of_an_unusable_type_is_an_error(database_url, engine):
@@ -168,3 +168,16 @@ def test_refresh_stays_incremental_with_an_index_on_every_partition_but_not_the_
     modes = [refreshing.refresh(engine).mode for _ in range(2)]
     engine.dispose()
     assert modes == ["full", "incremental"]
+
+
+def test_a_table_the_login_may_not_read_is_not_readable_with_the_grant_to_run_not_missing(worker_url, worker_login):
+    """The sync worker's login (flywheel_refresher, no SELECT on the platform's tables): the catalog
+    still shows the tables, so the check says what to grant instead of calling them missing."""
+    exit_code, report = check(worker_url)
+    unreadable = [item for item in report["findings"] if "not readable" in item["message"]]
+    assert [(item["level"], item["subject"], item["statement"]) for item in unreadable] == [
+        ("warning", table, f"GRANT SELECT ON public.{table} TO {worker_login.name};")
+        for table in ("incidents", "knowledge_entries", "auto_repair_executions")]
+    assert all(item["message"].startswith(f"not readable by {worker_login.name}: ") for item in unreadable)
+    assert not [item for item in report["findings"] if "missing" in item["message"]], report
+    assert exit_code == 0, report

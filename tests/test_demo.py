@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from flywheel_sync import demo, sync
+from flywheel_sync import demo, embedded, sync
 
 
 def drop_demo_database_if_the_demo_made_it(databases) -> None:
@@ -43,3 +43,19 @@ def test_demo_refuses_a_database_it_did_not_make(postgres_server_url, databases)
     finally:
         with databases.admin.connect() as connection:
             connection.execute(sa.text(f"drop database {demo.DEMO_DATABASE}"))
+
+
+def test_the_demos_embedded_redis_keeps_its_playbooks_across_a_stop_and_a_start(tmp_path, monkeypatch):
+    """`make stop` then `make demo` (or `flywheel-sync embedded start`): the playbooks are still
+    there, so the next sync is not refused as a mass delete."""
+    monkeypatch.chdir(tmp_path)
+    client = sync.connect_redis(demo.start_redis().url)
+    client.set(f"{demo.DEMO_PLAYBOOK_PREFIX}PB-1", b'{"status": "approved"}')
+    client.close()
+    try:
+        assert embedded.stop(demo.HOME / "redis")
+        client = sync.connect_redis(demo.start_redis().url)
+        assert client.get(f"{demo.DEMO_PLAYBOOK_PREFIX}PB-1") == b'{"status": "approved"}'
+        client.close()
+    finally:
+        embedded.stop(demo.HOME / "redis")

@@ -170,12 +170,37 @@ def test_check_reports_a_security_definer_routine_owned_by_another_role(database
     assert finding["message"].startswith("runs as ") and "flywheel_owner" in finding["message"]
 
 
+def test_migrate_warns_of_a_source_flywheel_owner_cannot_read_in_sentences_with_the_grant_last(database_url, engine):
+    with engine.begin() as connection:
+        connection.execute(sa.text("revoke select on auto_repair_executions from flywheel_owner"))
+    result = run("migrate", database_url=database_url)
+    assert result.exit_code == 0
+    assert result.output.splitlines()[1:] == [
+        "warning: auto_repair_executions: flywheel_owner may not read it: every refresh fails with permission denied; "
+        "its owner (or a superuser) grants it. Run: GRANT SELECT ON public.auto_repair_executions TO flywheel_owner;",
+        "migrate: 1 warning above needs action before the refresh can be trusted (--strict exits 3 on warnings)"]
+
+
+def test_migrate_strict_exits_3_when_the_migrated_schema_has_a_warning(database_url, engine):
+    with engine.begin() as connection:
+        connection.execute(sa.text("revoke select on auto_repair_executions from flywheel_owner"))
+    result = run("migrate", "--strict", database_url=database_url)
+    assert result.exit_code == 3
+    assert result.output.splitlines()[-1] == (
+        f"Error: schema flywheel is at revision {migrate.head_revision()}, with 1 warning above: run what it says, "
+        "then migrate again")
+
+
+def test_migrate_strict_exits_0_without_warnings(database_url):
+    assert run("migrate", "--strict", database_url=database_url).exit_code == 0
+
+
 def test_migrating_to_a_revision_whose_refresh_runs_as_the_migrating_role_warns(empty_database_url):
     """As superuser (embedded) or as the non-superuser test login (CI's production mode): either way
     not flywheel_owner, and the warning names who."""
     result = run("migrate", "--revision", "0003", database_url=empty_database_url)
     assert result.exit_code == 0
-    assert "warning: flywheel.refresh(timestamp with time zone,boolean) runs as " in result.output
+    assert "warning: flywheel.refresh(timestamp with time zone,boolean): runs as " in result.output
 
 
 def test_migrating_to_head_as_superuser_gives_no_warning(empty_database_url):

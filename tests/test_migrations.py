@@ -142,6 +142,13 @@ def test_downgrade_cli_to_base_says_everything_was_removed(database_url):
     assert result.exit_code == 0 and "nothing (removed)" in result.output
 
 
+def test_downgrade_to_base_advises_dropping_the_roles_only_where_no_other_database_uses_them(database_url):
+    result = run("downgrade", "base", database_url=database_url)
+    [advice] = [line for line in result.output.splitlines() if "DROP ROLE" in line]
+    assert "cluster-wide" in advice and "no other database of this cluster" in advice
+    assert advice.endswith("DROP ROLE flywheel_reader, flywheel_refresher, flywheel_owner;")
+
+
 def test_migrate_sql_prints_the_ddl_without_a_database():
     result = run("migrate", "--sql")
     assert result.exit_code == 0

@@ -307,6 +307,13 @@ def test_a_login_without_flywheel_roles_cannot_block_the_refresh(engine, databas
             admin.execute(f"drop role {stranger}")
 
 
+def test_cli_refresh_says_when_the_metrics_are_as_of_in_the_timezone_setting_with_its_offset(engine, database_url):
+    set_setting_now(engine, "timezone", "America/New_York")
+    result = run("refresh", "--as-of", "2026-11-28T16:30:00+00:00", database_url=database_url)
+    assert result.exit_code == 0, result.output
+    assert "; metrics as of 2026-11-28T11:30:00-05:00" in result.output
+
+
 def test_cli_refresh_on_an_older_schema_says_to_migrate(engine, database_url):
     migrate.downgrade(engine, "0003")
     result = run("refresh", database_url=database_url)

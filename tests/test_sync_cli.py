@@ -35,6 +35,12 @@ def test_sync_json_gives_the_counts(invoke, redis_client, redis_prefix):
         {"complete": True, "scanned": 1, "inserted": 1, "invalid": 0}
 
 
+def test_sync_json_gives_the_seconds_in_milliseconds(invoke, redis_client, redis_prefix):
+    redis_client.set(f"{redis_prefix}playbook:PB-1", playbook_value())
+    seconds = json.loads(invoke("--json").output)["seconds"]
+    assert seconds == round(seconds, 3)
+
+
 def test_sync_invalid_lists_each_invalid_record_with_its_reason(invoke, redis_client, redis_prefix):
     redis_client.set(f"{redis_prefix}playbook:PB-7", playbook_value(success_count=-1))
     invoke()

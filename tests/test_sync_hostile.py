@@ -157,6 +157,11 @@ def test_a_pattern_that_matches_nothing_deletes_nothing_and_says_why(
     assert (logged.complete, logged.deleted) == (False, 0) and logged.error.startswith("mass delete refused")
 
 
+def test_a_refused_mass_delete_says_why_once(engine, mirrored_four, worker_url, redis_server_url, redis_prefix):
+    result = sync_cli(worker_url, redis_server_url, "--pattern", f"{redis_prefix}x:*")
+    assert result.exit_code == 1 and result.output.count("mass delete refused") == 1, result.output
+
+
 def test_a_pass_may_delete_half_the_mirror_but_not_more(engine, mirrored_four, redis_client, playbook_pattern,
                                                          playbook_key):
     redis_client.delete(playbook_key("PB-1"), playbook_key("PB-2"))

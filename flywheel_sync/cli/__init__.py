@@ -2,14 +2,20 @@
 
 Each command parses its options, calls one library function and prints. Commands are grouped by
 concern, one module each; this module only assembles them.
+
+Start-up is part of the interface (cron runs `flywheel-sync refresh` every minute): a command module
+imports only click and light modules at its top, and the library modules it calls inside its command
+functions, so each command loads only the libraries it uses (SQLAlchemy, alembic, redis) and
+`--version` and `--help` load none. tests/test_startup.py checks it; docs/performance.md has the numbers.
 """
 
 from __future__ import annotations
 
-import click
-import sqlalchemy as sa
+import sys
 
-from .. import db
+import click
+
+from .. import __version__
 from ..errors import FlywheelError
 from . import core, demo, grafana, sync
 
@@ -22,12 +28,28 @@ class FlywheelGroup(click.Group):
     def invoke(self, context: click.Context):
         try:
             return super().invoke(context)
-        except sa.exc.DBAPIError as exc:
-            raise FlywheelError(db.describe(exc)) from exc
+        except Exception as exc:
+            error = _database_error(exc)
+            if error is None:
+                raise
+            from .. import pg
+
+            raise FlywheelError(pg.describe(error)) from exc
+
+
+def _database_error(exc: Exception):
+    """The psycopg error that ``exc`` is or that SQLAlchemy wrapped in it; None for any other error."""
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is None:  # not imported, so nothing raised one
+        return None
+    for candidate in (exc, getattr(exc, "orig", None)):
+        if isinstance(candidate, psycopg.Error):
+            return candidate
+    return None
 
 
 @click.group(cls=FlywheelGroup, context_settings=CONTEXT_SETTINGS)
-@click.version_option(package_name="flywheel-sync")
+@click.version_option(__version__, package_name="flywheel-sync")
 def cli() -> None:
     """Health metrics of the AIOps flywheel, computed in PostgreSQL.
 

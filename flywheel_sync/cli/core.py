@@ -7,14 +7,11 @@ from pathlib import Path
 
 import click
 
-from .. import check as contract
-from .. import generate as sample
-from .. import migrate as migrations
-from .. import refresh as refreshing
-from .. import settings as configuration
-from .. import summary as results
-from .. import textfile as textfiles
+from ..errors import MigratedWithWarnings
 from .options import as_json, database_url, echo_json, echo_table, engine_for, with_engine
+
+# The names of generate.SIZES, here so that --help needs no SQLAlchemy (a test keeps them equal).
+SIZE_NAMES = ("demo", "S", "M", "L")
 
 
 @click.command()
@@ -23,8 +20,10 @@ from .options import as_json, database_url, echo_json, echo_table, engine_for, w
 @click.option("--revision", default="head", show_default=True, help="Revision to upgrade to.")
 @click.option("--from", "start", metavar="REVISION",
               help="With --sql: the revision the database is at now (default: nothing installed).")
+@click.option("--strict", is_flag=True,
+              help="Exit 3 when the migration went through but left a warning (for scripts that go on to refresh).")
 @database_url
-def migrate(database_url: str | None, offline: bool, revision: str, start: str | None) -> None:
+def migrate(database_url: str | None, offline: bool, revision: str, start: str | None, strict: bool) -> None:
     """Install or upgrade schema flywheel (alembic upgrade).
 
     Creates schema flywheel, its tables, views and functions, and the roles flywheel_reader,
@@ -39,6 +38,8 @@ def migrate(database_url: str | None, offline: bool, revision: str, start: str |
         flywheel-sync migrate
         flywheel-sync migrate --sql > flywheel.sql     # review, then psql -f flywheel.sql
     """
+    from .. import migrate as migrations
+
     if offline:
         click.echo(migrations.upgrade_sql(revision, start), nl=False)
         return
@@ -46,12 +47,20 @@ def migrate(database_url: str | None, offline: bool, revision: str, start: str |
         before = migrations.current_revision(engine)
         warnings = migrations.upgrade(engine, revision)
         after = migrations.current_revision(engine)
-    for warning in warnings:
-        click.echo(f"warning: {warning}", err=True)
     if before == after:
         click.echo(f"schema flywheel is already at revision {after}")
     else:
         click.echo(f"schema flywheel upgraded from {before or 'nothing'} to revision {after}")
+    if not warnings:
+        return
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+    counted = f"{len(warnings)} warning" + ("s" if len(warnings) > 1 else "")
+    if strict:
+        raise MigratedWithWarnings(f"schema flywheel is at revision {after}, with {counted} above: run what "
+                                   f"{'they say' if len(warnings) > 1 else 'it says'}, then migrate again")
+    click.echo(f"migrate: {counted} above {'need' if len(warnings) > 1 else 'needs'} action before the refresh "
+               "can be trusted (--strict exits 3 on warnings)", err=True)
 
 
 @click.command()
@@ -69,13 +78,17 @@ def downgrade(engine, revision: str) -> None:
     Example:
         flywheel-sync downgrade base
     """
+    from .. import check as contract
+    from .. import migrate as migrations
+
     before = migrations.current_revision(engine)
     migrations.downgrade(engine, revision)
     after = migrations.current_revision(engine)
     click.echo(f"schema flywheel downgraded from {before or 'nothing'} to {after or 'nothing (removed)'}")
     if after is None:
         click.echo(f"roles {', '.join(contract.ROLES[:-1])} and {contract.ROLES[-1]} are kept, with their members "
-                   "and grants (a new migrate uses them as they are); to remove them: "
+                   "and grants (a new migrate uses them as they are). They are cluster-wide: only when no other "
+                   "database of this cluster has schema flywheel, remove them with "
                    f"DROP ROLE {', '.join(contract.ROLES)};")
 
 
@@ -96,6 +109,8 @@ def check(engine, source_schema: str | None, as_json: bool) -> None:
     Example:
         flywheel-sync check --source-schema platform
     """
+    from .. import check as contract
+
     report = contract.check(engine, source_schema)
     if as_json:
         echo_json(report.as_dict())
@@ -119,6 +134,8 @@ def settings(context: click.Context, database_url: str | None, as_json: bool) ->
         flywheel-sync settings
         flywheel-sync settings set timezone Europe/Berlin
     """
+    from .. import settings as configuration
+
     if context.invoked_subcommand is not None:
         return
     with engine_for(database_url) as engine:
@@ -146,6 +163,8 @@ def settings_set(engine, key: str, value: str) -> None:
         flywheel-sync settings set stuck_after "12 hours"
         flywheel-sync settings set mcp_providers '["k8s", "ssh"]'
     """
+    from .. import settings as configuration
+
     changed = configuration.set_setting(engine, key, value)
     click.echo(f"{changed.key} = {configuration.display(changed.value)} (takes effect at the next refresh)")
 
@@ -156,8 +175,8 @@ def settings_set(engine, key: str, value: str) -> None:
 @click.option("--full", is_flag=True,
               help="Recompute every rollup from all history and report the drift it corrected.")
 @as_json
-@with_engine
-def refresh(engine, as_of: datetime | None, full: bool, as_json: bool) -> None:
+@database_url
+def refresh(database_url: str | None, as_of: datetime | None, full: bool, as_json: bool) -> None:
     """Recompute the metrics from what changed since the last refresh (calls flywheel.refresh()).
 
     A routine refresh reads only the rows changed since the last one, so its cost follows the
@@ -177,14 +196,16 @@ def refresh(engine, as_of: datetime | None, full: bool, as_json: bool) -> None:
         */1 * * * *  flywheel-sync refresh --json >> /var/log/flywheel-refresh.log
         flywheel-sync refresh --full    # now, e.g. after repairing source rows
     """
-    result = refreshing.refresh(engine, as_of, full)
+    from .. import refresh as refreshing
+
+    result = refreshing.refresh(database_url, as_of, full)
     if as_json:
         echo_json(result.raw)
         return
     echo_table(["step", "rows", "ms"], [[step.name, step.rows, f"{step.ms:.1f}"] for step in result.steps],
                right_align={1, 2})
     click.echo(f"refresh {result.refresh_id} ({result.mode}) ok in {result.total_ms:.1f} ms; "
-               f"metrics as of {result.computed_at}")
+               f"metrics as of {result.computed_at_local}")
     if result.mode_reason:
         click.echo(f"why: {result.mode_reason}")
     if result.drift:
@@ -217,6 +238,9 @@ def summary(engine, shape: str | None, with_timestamps: bool, textfile: Path | N
         flywheel-sync summary --prometheus
         flywheel-sync summary --textfile /var/lib/node_exporter/textfile/flywheel.prom
     """
+    from .. import summary as results
+    from .. import textfile as textfiles
+
     if textfile is not None:
         if shape or with_timestamps:
             raise click.UsageError("--textfile writes the Prometheus text without timestamps; "
@@ -234,7 +258,7 @@ def summary(engine, shape: str | None, with_timestamps: bool, textfile: Path | N
 
 
 @click.command()
-@click.option("--size", type=click.Choice(list(sample.SIZES)), default="demo", show_default=True,
+@click.option("--size", type=click.Choice(SIZE_NAMES), default="demo", show_default=True,
               help="How much: demo (weeks, thousands of rows), S (100k incidents), M (1M), L (10M).")
 @click.option("--source-schema", default="public", show_default=True, help="Schema to create the tables in.")
 @click.option("--seed", type=float, default=0.42, show_default=True, help="Seed of random(): same seed, same data.")
@@ -250,6 +274,8 @@ def generate(engine, size: str, source_schema: str, seed: float) -> None:
     Example:
         flywheel-sync generate --size S --source-schema bench
     """
+    from .. import generate as sample
+
     chosen = sample.SIZES[size]
     total = chosen.incidents + chosen.executions + chosen.knowledge_entries
     with click.progressbar(length=total, label=f"generating {size}", show_pos=True) as bar:

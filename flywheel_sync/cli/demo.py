@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import click
 
-from .. import demo as demonstration
-from .. import embedded as servers
 from .options import database_url, redis_url
 
 
@@ -25,6 +23,7 @@ def demo(database_url: str | None, redis_url: str | None) -> None:
     Example:
         flywheel-sync demo
     """
+    from .. import demo as demonstration
 
     def progress(total: int, label: str):
         bar = click.progressbar(length=total, label=label, show_pos=True)
@@ -54,8 +53,11 @@ def start() -> None:
     Example:
         eval "$(flywheel-sync embedded start)"
     """
+    from .. import demo as demonstration
+    from .. import embedded as servers
+
     postgres = servers.start_postgres(demonstration.HOME / "postgres")
-    redis = servers.start_redis(demonstration.HOME / "redis")
+    redis = demonstration.start_redis()
     click.echo(f"export FLYWHEEL_DATABASE_URL='{postgres.url}'")
     click.echo(f"export FLYWHEEL_REDIS_URL='{redis.url}'")
 
@@ -63,6 +65,9 @@ def start() -> None:
 @embedded.command()
 def stop() -> None:
     """Stop both servers (their data stays under .flywheel/)."""
+    from .. import demo as demonstration
+    from .. import embedded as servers
+
     for name in ("postgres", "redis"):
         stopped = servers.stop(demonstration.HOME / name)
         click.echo(f"{name}: {'stopped' if stopped else 'was not running'}")
@@ -71,6 +76,9 @@ def stop() -> None:
 @embedded.command()
 def status() -> None:
     """Say which embedded servers run, and where."""
+    from .. import demo as demonstration
+    from .. import embedded as servers
+
     for name in ("postgres", "redis"):
         server = servers.status(demonstration.HOME / name)
         click.echo(f"{name}: {server.url + ' (pid ' + str(server.pid) + ')' if server else 'not running'}")

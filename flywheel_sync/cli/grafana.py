@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import click
 
-from .. import grafana as dashboards
-from .. import stats_server as stats
 from .options import database_url
 
 
@@ -30,6 +27,8 @@ def grafana(output: Path, check: bool) -> None:
         flywheel-sync grafana
         flywheel-sync grafana --check      # in CI: is grafana/ up to date?
     """
+    from .. import grafana as dashboards
+
     if check:
         stale = dashboards.differences(output)
         for relative in stale:
@@ -67,6 +66,10 @@ def _serve_options(command):
 
 def _serve(database_url: str | None, host: str, port: int, with_timestamps: bool, deadline: float, workers: int,
            refresh_interval: int) -> None:
+    import logging
+
+    from .. import stats_server as stats
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     options = stats.ServerOptions(with_timestamps=with_timestamps, deadline=deadline, workers=workers,
                                   refresh_interval=refresh_interval)

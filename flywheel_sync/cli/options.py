@@ -1,4 +1,9 @@
-"""Options shared by several commands."""
+"""Options shared by several commands.
+
+Like every module of the command line, this one imports no database, Redis or migration library at
+its top: `flywheel-sync --version` and `--help` need none, and each command imports what it uses
+when it runs (tests/test_startup.py checks it).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,14 @@ import contextlib
 import functools
 import json
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import click
-from sqlalchemy.engine import Engine
 
-from ..db import DATABASE_URL_ENV, REDIS_URL_ENV, create_engine
+from ..urls import DATABASE_URL_ENV, REDIS_URL_ENV
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 database_url = click.option(
     "--database-url", "database_url", envvar=DATABASE_URL_ENV, show_envvar=True, metavar="URL",
@@ -28,6 +36,8 @@ as_json = click.option("--json", "as_json", is_flag=True, help="Print JSON for s
 @contextlib.contextmanager
 def engine_for(url: str | None) -> Iterator[Engine]:
     """An engine for the URL, disposed afterwards."""
+    from ..db import create_engine
+
     engine = create_engine(url)
     try:
         yield engine

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from .. import playbooks
-from .. import sync as syncing
-from .. import worker
+from ..playbooks import DEFAULT_PATTERN
 from .options import as_json, echo_json, echo_table, redis_url, with_engine
+
+if TYPE_CHECKING:
+    from ..sync import InvalidRow
 
 
 @click.command()
-@click.option("--pattern", default=syncing.DEFAULT_PATTERN, show_default=True,
+@click.option("--pattern", default=DEFAULT_PATTERN, show_default=True,
               help="Redis key pattern of the playbooks (SCAN MATCH); the id is what follows the last ':' before a wildcard.")
 @click.option("--follow", is_flag=True, help="Keep running: apply changes as they happen, reconcile on an interval.")
 @click.option("--invalid", "list_invalid", is_flag=True, help="List the invalid records of the mirror (no sync).")
@@ -22,9 +25,11 @@ from .options import as_json, echo_json, echo_table, redis_url, with_engine
               help="Exit 1 unless a complete pass finished within SECONDS (for monitoring; no sync).")
 @click.option("--reconcile-every", type=float, default=300.0, show_default=True, metavar="SECONDS",
               help="With --follow: seconds between full reconciliation passes.")
-@click.option("--refresh-every", type=float, metavar="SECONDS",
-              help="With --follow: also run the refresh every SECONDS.")
-@click.option("--refresh-after-change", is_flag=True, help="With --follow: run the refresh after each change set.")
+@click.option("--refresh-every", type=click.FloatRange(min=0.1), metavar="SECONDS",
+              help="With --follow: also run the refresh every SECONDS (2-5 keeps flywheel.summary seconds "
+                   "fresh; skipped while another refresher holds the lock).")
+@click.option("--refresh-after-change", is_flag=True,
+              help="With --follow: also refresh as soon as the mirror changed.")
 @click.option("--allow-mass-delete", is_flag=True,
               help="Delete even when a pass would remove more than half the mirror's rows (refused otherwise: "
                    "a pattern typo or an emptied Redis would wipe it).")
@@ -48,16 +53,21 @@ def sync(engine, redis_url: str | None, pattern: str, follow: bool, list_invalid
 
     With --follow it keeps running: Redis keyspace notifications bring changes within about a
     second (the worker turns them on when Redis allows it, and says how when not), a full pass runs
-    every --reconcile-every seconds, and SIGTERM or SIGINT stop it cleanly. One worker per database.
+    every --reconcile-every seconds, and SIGTERM or SIGINT stop it cleanly (the pass or refresh in
+    hand finishes, exit 0; a second signal exits at once). One worker per database. With
+    --refresh-every it keeps the metrics current too: docs/sync.md, "Seconds-fresh metrics".
 
     \b
     Example:
         flywheel-sync sync
         flywheel-sync sync --json --pattern 'tenant-a:playbook:PB-*'
         flywheel-sync sync --invalid
-        flywheel-sync sync --follow --refresh-every 60 --log-format json
+        flywheel-sync sync --follow --refresh-every 2 --refresh-after-change --log-format json
         flywheel-sync sync --health 900 || echo "no complete sync in 15 minutes"
     """
+    from .. import sync as syncing
+    from .. import worker
+
     if list_invalid:
         _print_invalid(syncing.invalid_rows(engine), as_json)
     elif max_age is not None:
@@ -69,7 +79,7 @@ def sync(engine, redis_url: str | None, pattern: str, follow: bool, list_invalid
             allow_mass_delete=allow_mass_delete)
         stopping = worker.Stopping()
         log = worker.Log(json_lines=log_format == "json")
-        stopping.install_signal_handlers()
+        stopping.install_signal_handlers(log)
         worker.follow(engine, options, log, stopping)
         worker.exit_after_signal(engine, stopping)
     else:
@@ -77,6 +87,9 @@ def sync(engine, redis_url: str | None, pattern: str, follow: bool, list_invalid
 
 
 def _one_pass(engine, redis_url: str, pattern: str, allow_mass_delete: bool, as_json: bool) -> None:
+    from .. import sync as syncing
+    from .. import worker
+
     client = syncing.connect_redis(redis_url)
     try:
         with worker.exclusive(engine), _progress(client, as_json) as progress:
@@ -86,7 +99,7 @@ def _one_pass(engine, redis_url: str, pattern: str, allow_mass_delete: bool, as_
     if as_json:
         echo_json(result.as_dict())
     else:
-        click.echo(result.line())
+        click.echo(result.line(with_error=False))  # an incomplete pass's error is the Error line below
     if result.error and result.error.startswith(syncing.MASS_DELETE_REFUSED):
         raise syncing.SyncIncomplete(f"sync {result.sync_id}: {result.error}.")
     if not result.complete:
@@ -105,7 +118,7 @@ def _progress(client, as_json: bool):
         yield bar.update
 
 
-def _print_invalid(rows: list[syncing.InvalidRow], as_json: bool) -> None:
+def _print_invalid(rows: list[InvalidRow], as_json: bool) -> None:
     if as_json:
         echo_json([{"playbook_id": row.playbook_id, "redis_key": row.redis_key.hex(),
                     "invalid_reason": row.invalid_reason, "raw_excerpt": row.raw_excerpt,
@@ -119,6 +132,8 @@ def _print_invalid(rows: list[syncing.InvalidRow], as_json: bool) -> None:
 
 
 def _health(engine, max_age: float, as_json: bool) -> None:
+    from .. import sync as syncing
+
     status = syncing.health(engine, max_age)
     if as_json:
         echo_json(status.as_dict())

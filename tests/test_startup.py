@@ -1,0 +1,44 @@
+"""Issue 13: the command line starts fast because each command imports only the libraries it uses.
+
+Checked by what is imported, not by the clock: `python -X importtime` lists every module a run
+imported, whatever the machine's load. bench/startup.py measures the time.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from flywheel_sync import generate
+from flywheel_sync.cli import core
+
+# The libraries that cost start-up time, by their top-level package.
+HEAVY = ("sqlalchemy", "alembic", "redis", "psycopg")
+
+
+def imported_by(*args: str, env: dict | None = None) -> set[str]:
+    """The top-level packages a run of `python -X importtime ARGS` imported; fails on a non-zero exit."""
+    run = subprocess.run([sys.executable, "-X", "importtime", *args], capture_output=True, text=True,
+                         env={**os.environ, **(env or {})})
+    assert run.returncode == 0, run.stderr[-2000:]
+    names = {line.rsplit("|", 1)[1].strip() for line in run.stderr.splitlines() if line.startswith("import time:")}
+    return {name.split(".")[0] for name in names}
+
+
+def test_version_imports_no_database_redis_or_migration_library():
+    assert not imported_by("-m", "flywheel_sync", "--version") & set(HEAVY)
+
+
+def test_the_help_of_every_command_imports_no_database_redis_or_migration_library():
+    """docs/commands.md is every command's --help, rendered in one process."""
+    assert not imported_by("-m", "flywheel_sync.docgen") & set(HEAVY)
+
+
+def test_refresh_imports_psycopg_alone(database_url):
+    imported = imported_by("-m", "flywheel_sync", "refresh", env={"FLYWHEEL_DATABASE_URL": database_url})
+    assert "psycopg" in imported and not imported & {"sqlalchemy", "alembic", "redis"}
+
+
+def test_the_size_choices_of_generate_are_the_sample_sizes():
+    assert core.SIZE_NAMES == tuple(generate.SIZES)
