@@ -154,7 +154,7 @@ RELEASES["0006"] = (
     ("refresh_lock", 1),
     ("unusable_rows", 1),
     # The refresh writes a settings version when the settings changed, folds each snapshot into its
-    # 1-minute, 5-minute, 1-hour and 6-hour buckets and prunes every tier (record_history); Grafana's
+    # 1-minute, 5-minute, 1-hour, 6-hour and 12-hour buckets and prunes every tier (record_history); Grafana's
     # time-series panels read the tier flywheel.history picks for their $__interval.
     ("settings_version", 1),
     ("record_history", 1),

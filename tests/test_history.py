@@ -1,5 +1,5 @@
 """History in tiers (issue 13): snapshots that reference a settings version instead of copying the
-settings, tiers of 1-minute, 5-minute, 1-hour and 6-hour buckets folded in by every refresh and pruned
+settings, tiers of 1-minute, 5-minute, 1-hour, 6-hour and 12-hour buckets folded in by every refresh and pruned
 after their own retention, and panels that draw the same series from whichever tier flywheel.history()
 picks."""
 
@@ -18,7 +18,8 @@ SECOND = timedelta(seconds=1)
 # A moment on an hour boundary (so on a minute boundary too) before AS_OF.
 ON_THE_HOUR = datetime(2026, 11, 28, 7, 0, tzinfo=timezone.utc)
 
-WIDTHS = {"minute": "1 minute", "5 minutes": "5 minutes", "hour": "1 hour", "6 hours": "6 hours"}
+WIDTHS = {"minute": "1 minute", "5 minutes": "5 minutes", "hour": "1 hour", "6 hours": "6 hours",
+          "12 hours": "12 hours"}
 
 
 def tier_rows(connection: sa.Connection, tier: str) -> list[tuple]:
@@ -112,16 +113,19 @@ def test_a_settings_version_no_snapshot_uses_is_pruned_with_its_snapshots(connec
     (3599999, "1 hour", 5 * MINUTE),
     (3600000, "1 hour", HOUR),
     (21600000, "1 hour", 6 * HOUR),
-    (86400000, "1 hour", 6 * HOUR),
+    (43199999, "1 hour", 6 * HOUR),
+    (43200000, "1 hour", 12 * HOUR),
+    (86400000, "1 hour", 12 * HOUR),
     (59999, "2 days", MINUTE),
     (60000, "9 days", 5 * MINUTE),
     (60000, "46 days", HOUR),
     (3600000, "2 years", 6 * HOUR),
-    (60000, "11 years", 6 * HOUR),
+    (60000, "11 years", 12 * HOUR),
 ])
 def test_history_reads_the_coarsest_tier_no_coarser_than_the_interval_that_holds_the_range(
         connection, interval_ms, range_from, width):
-    """With the default retentions: raw 1 day, 1 minute 8 days, 5 minutes 45 days, 1 hour 1 year, 6 hours 10 years."""
+    """With the default retentions: raw 1 day, 1 minute 8 days, 5 minutes 45 days, 1 hour 1 year, 6 and 12 hours
+    10 years."""
     chosen = connection.execute(sa.text("select flywheel.history_tier(now() - cast(:ago as interval), :interval_ms)"),
                                 {"ago": range_from, "interval_ms": interval_ms}).scalar_one()
     assert chosen == width

@@ -5,9 +5,9 @@ Release 0006 replaces flywheel.refresh (sql/functions/refresh_v05.sql).
 History in tiers (issue 13): a snapshot no longer copies the settings (612 bytes a row); it keeps the
 id of a row of the new table flywheel.settings_versions, written by the refresh when the settings
 change (flywheel.settings_version). The refresh folds each snapshot into its 1-minute, 5-minute,
-1-hour and 6-hour buckets (flywheel.history_buckets, written by flywheel.record_history) and prunes the
+1-hour, 6-hour and 12-hour buckets (flywheel.history_buckets, written by flywheel.record_history) and prunes the
 snapshots and each tier after its own retention setting (history_raw_retention, history_1m_retention,
-history_5m_retention, history_1h_retention, history_6h_retention). The upgrade converts the settings
+history_5m_retention, history_1h_retention, history_6h_retention, history_12h_retention). The upgrade converts the settings
 copies into versions and fills every tier from the snapshots there are; the downgrade puts the copies back and drops the tiers (what only they
 held, history older than the raw retention, is lost).
 
@@ -102,8 +102,8 @@ create table flywheel.history_buckets (
     primary key (bucket_width, bucket_start)
 );
 comment on table flywheel.history_buckets is
-    'The history tiers: the snapshots of each bucket of 1 minute, 5 minutes, 1 hour and 6 hours (flywheel.history_tiers), folded by flywheel.refresh() as it writes each one (flywheel.record_history): what the dashboard''s time-series panels aggregate, for ranges whose $__interval is a bucket or more (flywheel.history). Each width pruned after its retention setting (history_1m_retention, ...).';
-comment on column flywheel.history_buckets.bucket_width is 'The tier: 1 minute, 5 minutes, 1 hour or 6 hours';
+    'The history tiers: the snapshots of each bucket of 1 minute, 5 minutes, 1 hour, 6 hours and 12 hours (flywheel.history_tiers), folded by flywheel.refresh() as it writes each one (flywheel.record_history): what the dashboard''s time-series panels aggregate, for ranges whose $__interval is a bucket or more (flywheel.history). Each width pruned after its retention setting (history_1m_retention, ...).';
+comment on column flywheel.history_buckets.bucket_width is 'The tier: 1 minute, 5 minutes, 1 hour, 6 hours or 12 hours';
 comment on column flywheel.history_buckets.bucket_start is 'Start of the bucket: date_bin(bucket_width, computed_at, the Unix epoch), time-zone independent';
 comment on column flywheel.history_buckets.snapshots is 'Snapshots folded into this row';
 comment on column flywheel.history_buckets.last_computed_at is 'computed_at of the newest snapshot folded in';
@@ -131,7 +131,8 @@ select width, date_bin(width, computed_at, timestamptz '1970-01-01 00:00:00+00')
        max(type4_count), max(count_1h), max(today_processed), max(execution_success_today),
        max(flywheel_conversions_today), max(refresh_ms)
 from flywheel.snapshots
-cross join unnest(array[interval '1 minute', interval '5 minutes', interval '1 hour', interval '6 hours']) as width
+cross join unnest(array[interval '1 minute', interval '5 minutes', interval '1 hour', interval '6 hours',
+                         interval '12 hours']) as width
 group by 1, 2;
 """
 
@@ -141,7 +142,8 @@ insert into flywheel.settings (key, value, description) values
     ('history_1m_retention', '"8 days"', 'Rows of the 1-minute history tier older than this are pruned. Interval from 1 day to 100 years'),
     ('history_5m_retention', '"45 days"', 'Rows of the 5-minute history tier older than this are pruned. Interval from 1 day to 100 years'),
     ('history_1h_retention', '"1 year"', 'Rows of the 1-hour history tier older than this are pruned. Interval from 1 day to 100 years'),
-    ('history_6h_retention', '"10 years"', 'Rows of the 6-hour history tier older than this are pruned. Interval from 1 day to 100 years');
+    ('history_6h_retention', '"10 years"', 'Rows of the 6-hour history tier older than this are pruned. Interval from 1 day to 100 years'),
+    ('history_12h_retention', '"10 years"', 'Rows of the 12-hour history tier older than this are pruned. Interval from 1 day to 100 years');
 update flywheel.settings set description = 'refresh_log and sync_log rows older than this are pruned (snapshots: history_raw_retention). Interval from 1 day to 100 years'
 where key = 'retention';
 """
@@ -151,7 +153,7 @@ TABLES = SETTINGS_VERSIONS + TIERS + RETENTIONS
 DROP = """
 delete from flywheel.settings
 where key in ('history_raw_retention', 'history_1m_retention', 'history_5m_retention', 'history_1h_retention',
-              'history_6h_retention');
+              'history_6h_retention', 'history_12h_retention');
 update flywheel.settings set description = 'Snapshots, refresh_log and sync_log rows older than this are pruned. Interval from 1 day to 100 years'
 where key = 'retention';
 drop table flywheel.history_buckets;

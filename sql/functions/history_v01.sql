@@ -6,7 +6,7 @@
 -- time: a panel about 1,000 px wide reads at most a few thousand rows whatever the range (issue 13).
 -- The tier is the coarsest one no coarser than interval_ms that still holds range_from (its retention
 -- setting, measured from now()): raw snapshots below a 1-minute interval, then the buckets of 1
--- minute, 5 minutes, 1 hour and 6 hours (flywheel.history_tiers); when none of those holds
+-- minute, 5 minutes, 1 hour, 6 hours and 12 hours (flywheel.history_tiers); when none of those holds
 -- range_from, the finest coarser one that does. Every tier gives the same columns, so an average (sum
 -- over samples), least or greatest over a $__interval bin is the same from whichever tier it came,
 -- where the tiers hold the same snapshots and the bin is whole buckets (Grafana's rounded intervals

@@ -4,12 +4,12 @@
 -- Answers: nothing by itself; it keeps what the dashboard's time-series panels read at any range
 -- (flywheel.history) in about constant time, the way Graphite retentions and TimescaleDB's
 -- hierarchical continuous aggregates do (issue 13): raw snapshots (flywheel.snapshots, one per
--- refresh) for a short window, then buckets of 1 minute, 5 minutes, 1 hour and 6 hours
+-- refresh) for a short window, then buckets of 1 minute, 5 minutes, 1 hour, 6 hours and 12 hours
 -- (flywheel.history_buckets), each kept for its own retention setting. The widths are those that
 -- divide every $__interval Grafana rounds to at or above them (1m, 2m, 5m, 10m, 15m, 20m, 30m, 1h, 2h,
 -- 3h, 6h, 12h, 1d, 7d, 30d, 1y), so a panel's bin is always whole buckets, and close enough that a
 -- panel about 1,000 px wide reads a few thousand rows at most (a 1-minute and a 1-hour tier alone left
--- 10,080 rows at 7 days and 17,520 at 2 years).
+-- 10,080 rows at 7 days and 17,520 at 2 years; the 12-hour tier halves the 6-hour one's 2,920 there).
 --
 -- record_history is called by flywheel.refresh() right after it writes a snapshot, in the same
 -- transaction: the snapshot is added to its bucket of each width (a new row for a bucket's first
@@ -40,7 +40,8 @@ begin
     from (values (interval '1 minute', 'history_1m_retention'),
                  (interval '5 minutes', 'history_5m_retention'),
                  (interval '1 hour', 'history_1h_retention'),
-                 (interval '6 hours', 'history_6h_retention')) as tier(bucket_width, setting_key)
+                 (interval '6 hours', 'history_6h_retention'),
+                 (interval '12 hours', 'history_12h_retention')) as tier(bucket_width, setting_key)
     join flywheel.settings on settings.key = tier.setting_key;
 end
 $$;

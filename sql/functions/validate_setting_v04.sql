@@ -65,7 +65,7 @@ begin
         end if;
     when setting_key in ('stuck_after', 'retention', 'refresh_lock_wait', 'refresh_lock_timeout', 'refresh_statement_timeout',
                          'history_raw_retention', 'history_1m_retention', 'history_5m_retention', 'history_1h_retention',
-                         'history_6h_retention') then
+                         'history_6h_retention', 'history_12h_retention') then
         if kind is distinct from 'string' then
             return format('%s is not an interval: write it as a string such as "24 hours"', shown);
         end if;
@@ -80,7 +80,8 @@ begin
                                           when 'history_1m_retention' then interval '1 day'
                                           when 'history_5m_retention' then interval '1 day'
                                           when 'history_1h_retention' then interval '1 day'
-                                          when 'history_6h_retention' then interval '1 day' end;
+                                          when 'history_6h_retention' then interval '1 day'
+                                          when 'history_12h_retention' then interval '1 day' end;
         most_allowed := case when setting_key = 'stuck_after' then interval '10 years'
                              when setting_key like '%retention' then interval '100 years'
                              else interval '1 day' end;
