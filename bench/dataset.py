@@ -27,8 +27,6 @@ from flywheel_sync import db, embedded, generate, migrate, pgcluster
 CACHE = Path(__file__).resolve().parent / ".cache"
 POSTGRES_KINDS = ("embedded", "debian15")
 STATES = generate.STATES
-# The dashboard's default range is the last 7 days, at one refresh a minute.
-HISTORY_MINUTES = 7 * 1440
 MARKER = "flywheel-sync bench data, scale {scale}{variant}: safe to drop"
 PLAYBOOKS_SQL = """
 insert into flywheel.playbooks (redis_key, playbook_id, status, success_count, failure_count, document, valid,
@@ -147,13 +145,11 @@ def ensure(server_url: str, scale: str, say, layout: str = "plain", state: str =
 
 
 def _ensure_history(url: str, say) -> None:
-    """A week of snapshots and refresh_log rows at one a minute, for the dashboard's queries to read."""
+    """Two years of history in tiers at one refresh every 5 s, for the dashboard's queries to read."""
     engine = db.create_engine(url, poolclass=sa.pool.NullPool)
     with engine.begin() as connection:
-        kept = connection.execute(sa.text("select count(*) from flywheel.snapshots")).scalar_one()
-        if kept < HISTORY_MINUTES:
-            say(f"adding {HISTORY_MINUTES:,} minutes of snapshot history for the dashboard's queries")
+        if not grafana_panels.has_history(connection):
+            say("adding two years of history (raw snapshots and the tiers of buckets) for the dashboard's queries")
             connection.execute(sa.text("select flywheel.refresh(full => true)"))
-            for statement in filter(str.strip, grafana_panels.HISTORY.split(";")):
-                connection.execute(sa.text(statement), {"minutes": HISTORY_MINUTES})
+            grafana_panels.add_history(connection)
     engine.dispose()

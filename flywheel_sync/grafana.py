@@ -202,7 +202,7 @@ def _rows() -> list[tuple[str, list[dict]]]:
     return [
         ("Targets", [*(_target_stat(target) for target in TARGETS), _targets_table()]),
         ("Activity", _activity()),
-        ("Metrics over time (one point per refresh, from flywheel.snapshots)", _snapshot_series()),
+        ("Metrics over time (from the history tier that fits the range: flywheel.history)", _snapshot_series()),
         ("Daily trends (days in the timezone setting)", _daily_trends()),
         ("Flow", [_nodes_table(), _current_flow_table()]),
         ("Playbooks", [_failing_playbooks_table(), _invalid_playbooks_table()]),
@@ -353,11 +353,23 @@ def _activity() -> list[dict]:
 
 @dataclass(frozen=True)
 class Series:
-    """A column of flywheel.snapshots drawn over time, aggregated per interval."""
+    """A metric of flywheel.snapshots drawn over time, aggregated per interval: avg, min or max.
+
+    The panels read flywheel.history(), which gives the rows of the tier that fits $__interval (raw
+    snapshots, 1-minute or 1-hour rows) with, per metric, what its aggregate needs: an average is the
+    sum over the samples (snapshots, or for the success rate those where it is not NULL), so the bin's
+    value is the same from any tier.
+    """
 
     column: str
     label: str
     aggregate: str
+    samples: str = "snapshots"
+
+    def sql(self) -> str:
+        if self.aggregate == "avg":
+            return f"sum({self.column}_sum) / nullif(sum({self.samples}), 0)"
+        return f"{self.aggregate}({self.column}_{self.aggregate})"
 
 
 def _time_bucket(column: str) -> str:
@@ -372,10 +384,10 @@ def _time_bucket(column: str) -> str:
 
 def _series_panel(title: str, description: str, series: list[Series], *, unit: str = "none",
                   target_line: float | None = None) -> dict:
-    columns = "".join(f',\n       {s.aggregate}({s.column}) as "{s.label}"' for s in series)
-    sql = (f"select {_time_bucket('computed_at')}" + columns +
-           "\nfrom flywheel.snapshots\nwhere $__timeFilter(computed_at)\ngroup by 1\norder by 1")
-    return _timeseries(title, sql, description, unit=unit, target_line=target_line, interval="1m")
+    columns = "".join(f',\n       {s.sql()} as "{s.label}"' for s in series)
+    sql = (f"select {_time_bucket('bucket_start')}" + columns +
+           "\nfrom flywheel.history($__timeFrom(), $__timeTo(), $__interval_ms)\ngroup by 1\norder by 1")
+    return _timeseries(title, sql, description, unit=unit, target_line=target_line, interval="5s")
 
 
 def _timeseries(title: str, sql: str, description: str, *, unit: str = "none", target_line: float | None = None,
@@ -402,7 +414,7 @@ def _snapshot_series() -> list[dict]:
     return [
         _series_panel("Success rate over time",
                       "Average rate per interval; gaps where the sample was insufficient (NULL). Line: target 30%.",
-                      [Series("execution_success_rate", "success rate", "avg")],
+                      [Series("execution_success_rate", "success rate", "avg", samples="execution_success_rate_samples")],
                       unit="percentunit", target_line=0.3),
         _series_panel("Approved playbooks over time", "Fewest approved playbooks and most invalid records per interval. "
                       "Line: target 20.",
@@ -555,6 +567,24 @@ order by refresh_id desc
 limit 1"""
 
 
+# The slowest refresh comes from the history tier that fits the range, like the metrics; failed runs
+# write no snapshot, so they are counted in refresh_log, through its partial index on the failed rows.
+_REFRESH_DURATION = f"""select "time", max("slowest refresh") as "slowest refresh", sum("failed refreshes") as "failed refreshes"
+from (
+    select {_time_bucket('bucket_start')},
+           max(refresh_ms_max) as "slowest refresh", 0 as "failed refreshes"
+    from flywheel.history($__timeFrom(), $__timeTo(), $__interval_ms)
+    group by 1
+    union all
+    select {_time_bucket('started_at')}, null, count(*)
+    from flywheel.refresh_log
+    where status = 'failed' and $__timeFilter(started_at)
+    group by 1
+) as per_interval
+group by 1
+order by 1"""
+
+
 def _pipeline() -> list[dict]:
     return [
         _stat("Since last refresh", _LAST_REFRESH_AGE.format(time="", label="since last refresh"),
@@ -589,12 +619,9 @@ def _pipeline() -> list[dict]:
               thresholds=_steps((GREEN, None), (ORANGE, 1))),
         _timeseries(
             "Refresh duration",
-            f"select {_time_bucket('started_at')},\n"
-            '       max(extract(epoch from finished_at - started_at) * 1000) as "slowest refresh",\n'
-            "       count(*) filter (where status = 'failed') as \"failed refreshes\"\n"
-            "from flywheel.refresh_log\nwhere $__timeFilter(started_at)\ngroup by 1\norder by 1",
-            "Slowest refresh per interval (ms) and failed runs (right axis).",
-            unit="ms", interval="1m", size=(12, 8),
+            _REFRESH_DURATION,
+            "Slowest refresh per interval (ms, up to writing its snapshot) and failed runs (right axis).",
+            unit="ms", interval="5s", size=(12, 8),
             overrides=[{"matcher": {"id": "byName", "options": "failed refreshes"},
                         "properties": [{"id": "unit", "value": "none"},
                                        {"id": "custom.axisPlacement", "value": "right"}]}]),

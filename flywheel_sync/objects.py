@@ -132,15 +132,41 @@ RELEASES: dict[str, Release] = {
 # role that reads the sources and writes schema flywheel, nothing else) and runs with
 # row_security = off. Last, after every routine it hands over and after the grants.
 RELEASES["0005"] = (*RELEASES["0004"], ("ownership", 1))
-# Costs that follow change and history in tiers (issues 13 and 15): the refresh (version 5) keeps the
-# stuck and TYPE-4 counts by differences (stuck_counts, which it calls, so before it) and looks up in
-# the whole table only the keys of rows it has not counted before (unusable_rows version 2); later
-# steps of this release add theirs here.
-RELEASES["0006"] = tuple(
-    entry
-    for name, version in RELEASES["0005"]
-    for entry in ({"refresh": (("stuck_counts", 1), ("refresh", 5)),
-                   "unusable_rows": (("unusable_rows", 2),)}.get(name, ((name, version),)))
+# Costs that follow change and history in tiers (issues 13 and 15).
+RELEASES["0006"] = (
+    ("iso8601", 1),
+    ("setting", 1),
+    ("setting_milliseconds", 1),
+    # Knows the history tiers' retention settings.
+    ("validate_setting", 4),
+    # Joins the snapshot's settings version instead of reading a copy of the settings.
+    ("summary", 2),
+    ("latest_summary", 1),
+    ("summary_targets", 1),
+    ("summary_json", 1),
+    ("flywheel_json", 1),
+    ("prometheus_text", 1),
+    ("count_playbooks", 1),
+    ("local_day_key_sql", 1),
+    ("clock_ceiling", 1),
+    ("metrics_clock", 1),
+    ("refresh_failure", 1),
+    ("refresh_lock", 1),
+    # Looks up in the whole table only the keys of rows the refresh has not counted before.
+    ("unusable_rows", 2),
+    # The refresh writes a settings version when the settings changed, folds each snapshot into its
+    # 1-minute, 5-minute, 1-hour, 6-hour and 12-hour buckets and prunes every tier (record_history); Grafana's
+    # time-series panels read the tier flywheel.history picks for their $__interval.
+    ("settings_version", 1),
+    ("record_history", 1),
+    ("history", 1),
+    # Keeps the stuck and TYPE-4 counts by differences; the refresh calls it.
+    ("stuck_counts", 1),
+    ("refresh", 5),
+    ("run_refresh", 3),
+    # Adds the tiers, settings_versions and flywheel.history for the reader.
+    ("grants", 5),
+    ("ownership", 1),
 )
 
 _DROP_LINE = re.compile(r"^--\s*drop:\s*(?P<statement>.+?)\s*$", re.MULTILINE)

@@ -165,7 +165,7 @@ def test_migrate_sql_from_nothing_prints_each_object_of_the_head_release_once():
 
 def test_migrate_sql_from_a_revision_prints_only_the_upgrade_from_it():
     script = migrate.upgrade_sql(start="0002")
-    assert "create table flywheel.settings" not in script and "create table flywheel.playbook_totals" in script
+    assert "create table flywheel.settings (" not in script and "create table flywheel.playbook_totals" in script
     assert script.count("create function flywheel.refresh(") == 1
 
 

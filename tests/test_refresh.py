@@ -139,14 +139,6 @@ def test_cli_failed_refresh_points_to_check(engine, database_url):
     assert "flywheel-sync check" in error_line(result)
 
 
-def test_snapshots_and_logs_older_than_retention_are_pruned(connection):
-    refresh(connection, AS_OF - 91 * DAY)
-    refresh(connection, AS_OF - 89 * DAY)
-    refresh(connection, AS_OF)
-    snapshots = connection.execute(sa.text("select computed_at from flywheel.snapshots order by 1")).scalars().all()
-    assert snapshots == [AS_OF - 89 * DAY, AS_OF]
-
-
 def test_each_refresh_appends_one_snapshot_and_summary_shows_the_newest(connection):
     add_incident(connection, created_at=AS_OF - DAY)
     refresh(connection, AS_OF - DAY)

@@ -6,7 +6,10 @@
 --   flywheel.daily_incidents, daily_executions, daily_knowledge   (changed days only, or all)
 --   flywheel.current_flow, flywheel.snapshots (one row; summary is it), flywheel.refresh_log (one row)
 --   flywheel.refresh_state, tracked_incidents, tracked_executions, tracked_knowledge
--- and prunes snapshots, refresh_log and sync_log older than the retention setting.
+--   flywheel.settings_versions (when the settings changed), history_buckets (the snapshot folded into
+--   every tier by flywheel.record_history, which prunes the snapshots and each tier after its
+--   history_*_retention setting)
+-- and prunes refresh_log and sync_log older than the retention setting.
 --
 -- Two modes, recorded in refresh_log.mode (with mode_reason when full):
 --   * incremental (the routine): per source table, read the rows past its watermark less the
@@ -1204,7 +1207,7 @@ begin
             km_total, km_unvectorized_count, km_vectorized_rate, km_created_24h, flywheel_conversions_today,
             incidents_total, incidents_alertname_missing, alertname_null_rate,
             incidents_investigating, incidents_mitigating, incidents_stuck, type4_count,
-            today_processed, count_1h, execution_success_today, settings)
+            today_processed, count_1h, execution_success_today, settings_version_id, refresh_ms)
         values (
             metrics_now, zone, playbook_count, playbooks_invalid,
             success_rate, rate_source, rate_sample,
@@ -1216,7 +1219,8 @@ begin
             case when incidents_total > 0 then incidents_alertname_missing::double precision / incidents_total else 0 end,
             incidents_investigating, incidents_mitigating, incidents_stuck, type4_count,
             today_processed, count_1h, execution_success_today,
-            (select jsonb_object_agg(key, value) from flywheel.settings));
+            flywheel.settings_version(metrics_now),
+            round(extract(epoch from clock_timestamp() - started)::numeric * 1000, 1));
 
         -- Where the next run starts. Without the column or indexes nothing was tracked: no state, so
         -- the next run is full again (and says why).
@@ -1237,8 +1241,10 @@ begin
                 full_at = case when mode = 'full' then excluded.full_at else kept.full_at end;
         end if;
 
+        -- History in tiers (issue 13): the snapshot folded into its bucket of every tier, and the
+        -- snapshots and each tier pruned after their own retention settings.
+        perform flywheel.record_history(metrics_now);
         -- Retention, measured from the metrics' clock so that a back-fill never prunes the present.
-        delete from flywheel.snapshots where computed_at < metrics_now - retention;
         delete from flywheel.refresh_log where started_at < metrics_now - retention;
         delete from flywheel.sync_log where started_at < metrics_now - retention;
         steps := steps || jsonb_build_object('step', 'snapshot', 'rows', 1,
