@@ -28,9 +28,11 @@ import subprocess
 import sys
 import time
 from datetime import datetime
+from pathlib import Path
 
 import dataset
 
+CHECKOUT = Path(__file__).resolve().parent.parent
 TARGETS_MS = {"--version": 150, "refresh, beyond the database": 250}
 
 
@@ -41,11 +43,15 @@ def _environment(source: str | None, url: str) -> dict[str, str]:
     return environment
 
 
-def _timed(arguments: list[str], environment: dict[str, str]) -> tuple[float, float, str]:
-    """Wall and CPU (user + system) milliseconds of one process, and its standard output."""
+def _timed(arguments: list[str], environment: dict[str, str], folder: str | Path) -> tuple[float, float, str]:
+    """Wall and CPU (user + system) milliseconds of one process, and its standard output.
+
+    Run in ``folder``, the checkout it measures: `python -m` puts the working directory first on sys.path, so
+    from another checkout it would import that one's flywheel_sync whatever PYTHONPATH says."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    run = subprocess.run([sys.executable, *arguments], capture_output=True, text=True, env=environment)
+    run = subprocess.run([sys.executable, *arguments], capture_output=True, text=True, env=environment,
+                         cwd=folder)
     elapsed = (time.perf_counter() - started) * 1000
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if run.returncode != 0:
@@ -68,19 +74,20 @@ MEASURES = ("python -c pass", "--version", "--help", "refresh (wall)", "refresh,
 def measure(url: str, sources: dict[str, str | None], repeats: int) -> dict[str, dict[str, list[float]]]:
     """For each version (label: checkout folder, None for this one), the samples of every measure."""
     environments = {label: _environment(source, url) for label, source in sources.items()}
+    folders = {label: source or CHECKOUT for label, source in sources.items()}
     command = ["-m", "flywheel_sync"]
-    for environment in environments.values():
-        _timed([*command, "refresh", "--json"], environment)  # warm: compiled files, the first (full) refresh
+    for label, environment in environments.items():
+        _timed([*command, "refresh", "--json"], environment, folders[label])  # warm: compiled files, the first (full) refresh
     samples = {label: {name: [] for name in MEASURES} for label in sources}
     for _ in range(repeats):  # interleaved, so a burst of load spreads over every row and version
         for label, environment in environments.items():
             taken = samples[label]
             for name, arguments in (("python -c pass", ["-c", "pass"]), ("--version", [*command, "--version"]),
                                     ("--help", [*command, "--help"])):
-                wall, cpu, _ = _timed(arguments, environment)
+                wall, cpu, _ = _timed(arguments, environment, folders[label])
                 taken[name].append(wall)
                 taken[f"CPU: {name}"].append(cpu)
-            wall, cpu, output = _timed([*command, "refresh", "--json"], environment)
+            wall, cpu, output = _timed([*command, "refresh", "--json"], environment, folders[label])
             database = _database_ms(output)
             taken["refresh (wall)"].append(wall)
             taken["refresh, database"].append(database)
@@ -92,7 +99,7 @@ def measure(url: str, sources: dict[str, str | None], repeats: int) -> dict[str,
 def top_imports(url: str, source: str | None, count: int) -> list[tuple[str, float]]:
     """The top-level imports of one refresh with the most cumulative milliseconds."""
     run = subprocess.run([sys.executable, "-X", "importtime", "-m", "flywheel_sync", "refresh", "--json"],
-                         capture_output=True, text=True, env=_environment(source, url))
+                         capture_output=True, text=True, env=_environment(source, url), cwd=source or CHECKOUT)
     imports = []
     for line in run.stderr.splitlines():
         if not line.startswith("import time:") or "cumulative" in line:
