@@ -187,10 +187,14 @@ def read_until(process: subprocess.Popen, event: str) -> list[dict]:
 
 def refresh_waiting_on_a_lock(owner_engine, worker_login) -> bool:
     """True once the worker's refresh is in progress, waiting for the test's lock on incidents."""
+    # From pg_locks: a login that is not a superuser and not a member of the worker's role sees
+    # neither the query nor the wait event of the worker's backends in pg_stat_activity. Only the
+    # refresh reads public.incidents.
     with owner_engine.connect() as connection:
         return connection.execute(sa.text(
-            "select exists (select from pg_stat_activity where usename = :login and wait_event_type = 'Lock'"
-            " and query like '%flywheel.refresh(%')"), {"login": worker_login.name}).scalar_one()
+            "select exists (select from pg_locks join pg_stat_activity using (pid)"
+            " where not granted and relation = 'public.incidents'::regclass and usename = :login)"),
+            {"login": worker_login.name}).scalar_one()
 
 
 @pytest.mark.parametrize("signals, status", [(1, 0), (2, 128 + signal.SIGTERM)], ids=["once", "twice"])
