@@ -106,7 +106,8 @@ class RefreshSchedule:
         try:
             result = refreshing.refresh(engine, check_schema=not self.schema_checked)
         except RefreshBusy as exc:
-            self._skip(str(exc).split(";", 1)[0], started)
+            # Another refresher took the lock between the look above and this refresh: name it too.
+            self._skip(other_refresher(engine) or str(exc).split(";", 1)[0], started)
             return False
         except RefreshFailed as exc:
             self.failures += 1

@@ -80,6 +80,10 @@ def test_bad_redis_records_do_not_stop_the_metrics(
 
 def test_a_refresh_that_finds_another_refresher_holding_the_lock_is_skipped_and_the_loop_goes_on(
         engine, owner_engine, redis_server_url, playbook_pattern, start_worker):
+    # A refresh of the worker's that starts just before the test takes the lock waits for it: a short
+    # wait, so that it gives up within the test's patience.
+    with owner_engine.begin() as connection:
+        connection.execute(sa.text("update flywheel.settings set value = '\"1 second\"' where key = 'refresh_lock_wait'"))
     running = start_worker(engine, redis_server_url, playbook_pattern, refresh_every=0.2)
     assert eventually(lambda: newest_refresh(engine) > 0)
     with owner_engine.connect() as other_refresher:
