@@ -23,14 +23,15 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
-from flywheel_sync import db, stats_server, summary, textfile
 from flywheel_sync.cli import cli
+from flywheel_sync.database import db
+from flywheel_sync.outputs import stats_server, summary, textfile
 from tests.serving import serving
 from tests.platform import AS_OF, HOUR, add_executions, eventually, refresh
 
 # Computed when read, so it differs between two reads of the same refresh.
 AGE = "awoooi_flywheel_refresh_age_seconds"
-LOGGER = "flywheel_sync.stats_server"
+LOGGER = "flywheel_sync.outputs.stats_server"
 
 
 def request(url: str, method: str = "GET", headers: dict | None = None, timeout: float = 30):

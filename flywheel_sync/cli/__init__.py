@@ -32,7 +32,7 @@ class FlywheelGroup(click.Group):
             error = _database_error(exc)
             if error is None:
                 raise
-            from .. import pg
+            from ..database import pg
 
             raise FlywheelError(pg.describe(error)) from exc
 

@@ -33,7 +33,7 @@ from alembic import op
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ClauseElement, Executable
 
-from .paths import SQL_DIR
+from ..paths import SQL_DIR
 
 Release = tuple[tuple[str, int], ...]
 
@@ -272,7 +272,7 @@ def one_release_per_upgrade(run: Executor) -> Iterator[None]:
         yield
         if _upgrade.last is not None:
             create(_upgrade.last, run, heading=f"-- The views and functions of release {_upgrade.last}, each once "
-                                               "(flywheel_sync/objects.py):\n\n")
+                                               "(flywheel_sync/database/objects.py):\n\n")
         for sql in _upgrade.after_objects:
             execute(sql, run)
     finally:
