@@ -17,7 +17,7 @@ The function-level setting is the refresh function's own ``SET jit = off`` when 
 release declares it, else emulated here with ``ALTER FUNCTION flywheel.refresh ... SET jit = off``
 (and ``RESET jit`` for the server default); the table says which, and the function is left as found.
 
-With --candidate-refresh FILE (a changed copy of the current sql/functions/refresh_vNN.sql), that
+With --candidate-refresh FILE (a changed copy of sql/refresh/refresh.sql), that
 definition is installed with CREATE OR REPLACE for the measures, and the release's own put back
 afterwards: how a proposed change of the refresh is measured before it becomes a release.
 
@@ -50,7 +50,7 @@ import psycopg
 
 import dataset
 import measures
-from flywheel_sync.database import objects
+from flywheel_sync.database import releases
 from flywheel_sync.local import generate
 
 REFRESH_FUNCTION = "flywheel.refresh(timestamptz, boolean)"
@@ -81,7 +81,7 @@ def old_incidents(connection: psycopg.Connection, count: int) -> list[tuple[str,
 
 
 def install_refresh(url: str, definition: str) -> None:
-    """A definition of flywheel.refresh (a sql/functions/refresh_vNN.sql file's text), replacing the installed one."""
+    """A definition of flywheel.refresh (sql/refresh/refresh.sql or a candidate's text), replacing the installed one."""
     replacing = definition.replace("create function flywheel.refresh(",
                                    "create or replace function flywheel.refresh(", 1)
     if replacing == definition:
@@ -91,7 +91,7 @@ def install_refresh(url: str, definition: str) -> None:
 
 
 def released_refresh() -> str:
-    return objects.definition("refresh", objects.current_versions()["refresh"])
+    return releases.head_file("refresh").read_text()
 
 
 def measure_refreshes(url: str, repeats: int, say, jit_modes: tuple[str, ...] = JIT_MODES) -> dict:

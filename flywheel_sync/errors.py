@@ -70,3 +70,7 @@ class MigratedWithWarnings(FlywheelError):
 
 class UnknownRevision(FlywheelError):
     """A revision given to migrate or downgrade that no migration has."""
+
+
+class PastReleaseUnavailable(FlywheelError):
+    """A downgrade needs a past release's object files, and neither git history nor the wheel has them."""

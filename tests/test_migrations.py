@@ -13,7 +13,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from flywheel_sync.database import db, migrate, objects
+from flywheel_sync.database import db, migrate, releases
 from flywheel_sync.local import generate
 from tests.cli import error_line, run
 
@@ -93,10 +93,25 @@ def test_downgrade_to_base_leaves_nothing_of_flywheel_sync(platform_engine):
             "select count(*) from pg_class where relname = 'alembic_version'")).scalar_one() == 0
 
 
-def test_head_release_names_the_newest_version_of_every_file_in_sql(platform_engine):
-    newest_release = objects.RELEASES[max(objects.RELEASES)]
-    assert dict(newest_release) == objects.current_versions()
-    assert migrate.head_revision() == max(objects.RELEASES)
+def test_the_head_release_names_every_object_file_in_sql_once():
+    assert len(set(releases.HEAD)) == len(releases.HEAD)
+    assert {releases.head_file(name) for name in releases.HEAD} == releases.head_files()
+    assert migrate.head_revision() == releases.HEAD_RELEASE
+
+
+def test_a_landed_release_is_never_changed_in_place():
+    # Changing an object of a release that has landed opens a new release (docs/migrations.md): a
+    # database migrated to the landed one keeps its definitions, and a downgrade puts them back.
+    if releases.HEAD_RELEASE in releases.PAST_RELEASES:
+        assert releases.definitions(releases.HEAD_RELEASE) == [
+            releases.past_text(releases.PAST_RELEASES[releases.HEAD_RELEASE].commit, path)
+            for path in releases.PAST_RELEASES[releases.HEAD_RELEASE].paths]
+    assert sorted({*releases.PAST_RELEASES, releases.HEAD_RELEASE}) == migrate.revisions()
+
+
+def test_every_past_release_is_readable_from_this_checkout():
+    for release in releases.PAST_RELEASES:
+        assert all("-- drop:" in text for text in releases.definitions(release))
 
 
 @pytest.mark.parametrize("start", migrate.revisions())
@@ -158,9 +173,8 @@ def test_migrate_sql_prints_the_ddl_without_a_database():
 
 def test_migrate_sql_from_nothing_prints_each_object_of_the_head_release_once():
     script = migrate.upgrade_sql()
-    head = objects.RELEASES[max(objects.RELEASES)]
-    assert {name: script.count(objects.definition(name, version).strip()) for name, version in head} == {
-        name: 1 for name, _ in head}
+    head = dict(zip(releases.HEAD, releases.definitions(releases.HEAD_RELEASE)))
+    assert {name: script.count(text.strip()) for name, text in head.items()} == {name: 1 for name in head}
     assert re.findall(r"^drop (?:function|view|procedure)", script, re.MULTILINE) == []
 
 

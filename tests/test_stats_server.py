@@ -510,7 +510,8 @@ def test_textfile_refuses_a_name_the_collector_would_ignore(database_url, tmp_pa
 def test_textfile_rename_is_made_durable_by_flushing_the_folder(tmp_path):
     path = tmp_path / "flywheel.prom"
     trace = tmp_path / "trace"
-    script = f"from pathlib import Path; from flywheel_sync import textfile; textfile.write_textfile(Path({str(path)!r}), 'x 1\\n')"
+    script = ("from pathlib import Path; from flywheel_sync.outputs import textfile; "
+              f"textfile.write_textfile(Path({str(path)!r}), 'x 1\\n')")
     subprocess.run(["strace", "-f", "-y", "-e", "trace=fsync,rename,renameat,renameat2", "-o", str(trace),
                     sys.executable, "-c", script], check=True)
     calls = [line.split(None, 1)[1] for line in trace.read_text().splitlines()]

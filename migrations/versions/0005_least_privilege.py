@@ -1,6 +1,6 @@
 """Least privilege: the SECURITY DEFINER routines belong to flywheel_owner and run without row security.
 
-Creates the NOLOGIN role flywheel_owner when absent; release 0005's sql/security/ownership_v01.sql
+Creates the NOLOGIN role flywheel_owner when absent; release 0005's sql/security/ownership_v01.sql (now sql/security/ownership.sql)
 hands it every SECURITY DEFINER routine of schema flywheel (flywheel.refresh, flywheel.count_playbooks),
 sets row_security = off on them, and grants it SELECT on the source tables where the migrating role
 may. No table changes. Like flywheel_reader and flywheel_refresher, the role is cluster-wide and

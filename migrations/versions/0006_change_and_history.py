@@ -1,6 +1,6 @@
 """Costs that follow change, and history in tiers (issues 13 and 15).
 
-Release 0006 replaces flywheel.refresh (sql/functions/refresh_v05.sql).
+Release 0006 replaces flywheel.refresh (sql/functions/refresh_v05.sql, now sql/refresh/refresh.sql).
 
 Costs that follow change (issue 15): refresh_state keeps the stuck and TYPE-4 counts
 (flywheel.stuck_counts changes them by differences instead of counting the active set every minute),
