@@ -16,10 +16,10 @@ from datetime import datetime, timezone
 import pytest
 import sqlalchemy as sa
 
-from flywheel_sync import sync as syncing
-from flywheel_sync import worker
-from flywheel_sync.refresh_schedule import RefreshSchedule
-from flywheel_sync.worker import Log
+from flywheel_sync.mirror import worker
+from flywheel_sync.mirror import sync_pass as syncing
+from flywheel_sync.mirror.refresh_schedule import RefreshSchedule
+from flywheel_sync.mirror.worker import Log
 from tests.conftest import Lines
 from tests.platform import add_incident, eventually, playbook_value
 

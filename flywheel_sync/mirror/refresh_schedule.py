@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from . import db
-from . import refresh as refreshing
-from .errors import RefreshBusy, RefreshFailed
+from ..database import db
+from ..database import refresh as refreshing
+from ..errors import RefreshBusy, RefreshFailed
 
 FAILURE_BACKOFF_CAP = 60.0
 SUMMARY_SECONDS = 60.0

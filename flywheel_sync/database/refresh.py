@@ -1,7 +1,7 @@
 """Running flywheel.refresh() from Python: one REPEATABLE READ snapshot, the statement timeout around
 it, and its errors.
 
-Through psycopg alone (:mod:`flywheel_sync.pg`), not SQLAlchemy: `flywheel-sync refresh` runs from
+Through psycopg alone (:mod:`flywheel_sync.database.pg`), not SQLAlchemy: `flywheel-sync refresh` runs from
 cron every minute, and importing SQLAlchemy would cost it more than the refresh itself (issue 13).
 """
 
@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import psycopg
 
+from ..errors import NotMigrated, RefreshBusy, RefreshFailed
 from . import pg
-from .errors import NotMigrated, RefreshBusy, RefreshFailed
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
