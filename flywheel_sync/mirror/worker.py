@@ -177,6 +177,7 @@ def follow(engine: Engine, options: FollowOptions, log: Log, stopping: Stopping)
             # The source tables still change: the metrics go on being refreshed while Redis is away.
             _retry(log, backoff, stopping, "redis_unavailable", mask(options.redis_url), exc,
                    between=lambda: _refresh_if_due(engine, log, schedule))
+    schedule.close()
     if stopping.signal_name:
         log("stopping", signal=stopping.signal_name)
     totals.refreshes = schedule.total
