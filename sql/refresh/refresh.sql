@@ -100,15 +100,9 @@ begin
         run.ceiling := flywheel.clock_ceiling();
         select * into state from flywheel.refresh_state;
         -- A watermark past the ceiling (written before release 0004) is read as the ceiling.
-        if state.incidents_watermark > run.ceiling then
-            state.incidents_watermark := run.ceiling;
-        end if;
-        if state.executions_watermark > run.ceiling then
-            state.executions_watermark := run.ceiling;
-        end if;
-        if state.knowledge_watermark > run.ceiling then
-            state.knowledge_watermark := run.ceiling;
-        end if;
+        state.incidents_watermark := case when state.incidents_watermark > run.ceiling then run.ceiling else state.incidents_watermark end;
+        state.executions_watermark := case when state.executions_watermark > run.ceiling then run.ceiling else state.executions_watermark end;
+        state.knowledge_watermark := case when state.knowledge_watermark > run.ceiling then run.ceiling else state.knowledge_watermark end;
         run.lookback := coalesce(state.lookback, interval '10 minutes');
         select * into mode, mode_reason, run.tracking
           from flywheel.refresh_mode(state, "full", run.zone, run.source_schema, metrics_now);
