@@ -10,9 +10,10 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from flywheel_sync.database import db, migrate
+from flywheel_sync.database import db, migrate, releases
 from flywheel_sync.database.refresh import refresh as refresh_from_python
 from flywheel_sync.errors import RefreshBusy, RefreshFailed
+from flywheel_sync.paths import SQL_DIR
 from tests.cli import error_line, run
 from tests.platform import (
     AS_OF, DAY, MINUTE, TAIPEI_MIDNIGHT, add_execution, add_executions, add_incident, add_knowledge_entry, refresh,
@@ -359,3 +360,16 @@ def test_waits_and_timeouts_stored_before_their_bounds_are_cut_to_the_server_lim
     assert refresh_from_python(engine).status == "ok"
     with engine.connect() as connection:
         assert connection.execute(sa.text("select flywheel.setting_milliseconds('refresh_lock_wait')")).scalar_one() == "2147483647ms"
+
+
+def test_the_refresh_function_itself_stays_under_150_lines():
+    # The orchestrator: lock, mode, one call per step (docs/refresh.md, "The steps"); the work is in the steps.
+    text = releases.head_file("refresh").read_text()
+    definition = text[text.index("create function flywheel.refresh("):text.index("\n$$;", text.index("as $$")) + 4]
+    assert len(definition.splitlines()) < 150
+
+
+def test_no_sql_file_exceeds_300_lines():
+    longer = {path.relative_to(SQL_DIR).as_posix(): lines for path in SQL_DIR.glob("**/*.sql")
+              if (lines := len(path.read_text().splitlines())) > 300}
+    assert longer == {}

@@ -13,7 +13,7 @@ in one list:
   (on a partitioned table, one statement a line: the index ON ONLY the parent, then one built
   CONCURRENTLY and attached per partition).
 
-The incremental refresh (sql/refresh/refresh.sql) needs incidents.updated_at and the indexes marked
+The incremental refresh (sql/refresh/refresh_mode.sql) needs incidents.updated_at and the indexes marked
 ``incremental`` below; without any of them every refresh is full, and the check says so.
 
 Privileges (release 0005, docs/migrations.md): the SECURITY DEFINER routines must belong to

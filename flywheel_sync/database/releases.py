@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..paths import PACKED_RELEASES_DIR, REPOSITORY_ROOT, SQL_DIR
 
-HEAD_RELEASE = "0006"
+HEAD_RELEASE = "0007"
 
 HEAD: tuple[str, ...] = (
     # Formatting helper: every JSON function prints times with it.
@@ -55,6 +55,28 @@ HEAD: tuple[str, ...] = (
     "history",
     # The stuck and TYPE-4 counts kept by differences.
     "stuck_counts",
+    # The refresh's steps (docs/refresh.md, "The steps"): the run's context they share, how a step is
+    # recorded, the mode and what each source table's steps read.
+    "refresh_run",
+    "timed_step",
+    "refresh_mode",
+    "refresh_reads",
+    # Each rollup's definition as a query over the source: written by the full steps, compared with
+    # the incremental rollups by the tests.
+    "daily_incidents_from_source",
+    "executions_from_source",
+    "daily_knowledge_from_source",
+    # One step per source table and mode, then the tracked rows (full), the metrics and the state.
+    "refresh_incidents_full",
+    "refresh_incidents_incremental",
+    "refresh_executions_full",
+    "refresh_executions_incremental",
+    "refresh_knowledge_full",
+    "refresh_knowledge_incremental",
+    "rebuild_tracked_rows",
+    "write_snapshot",
+    "save_refresh_state",
+    # Takes the lock, picks the mode and calls the steps above.
     "refresh",
     # The scheduler's entry point (pg_cron's CALL): takes the lock, then calls refresh.
     "run_refresh",

@@ -1,10 +1,10 @@
 -- flywheel.stuck_counts(stuck_before, stuck_changed, type4_changed): how many incidents are stuck
 -- and how many investigating ones are TYPE-4, kept by differences instead of counted every minute.
 --
--- Answers, for flywheel.refresh() (its active_incidents step; nobody else calls it): the snapshot's
--- incidents_stuck (investigating, created_at <= stuck_before, i.e. now - stuck_after) and type4_count
--- (investigating, notification_type TYPE-4), over flywheel.tracked_incidents, which holds every
--- active incident as last read. Counting them cost O(active set) every run: 100 000 tracked
+-- Answers, for flywheel.write_snapshot (the refresh's active_incidents step; nobody else calls it):
+-- the snapshot's incidents_stuck (investigating, created_at <= stuck_before, i.e. now - stuck_after)
+-- and type4_count (investigating, notification_type TYPE-4), over flywheel.tracked_incidents, which
+-- holds every active incident as last read. Counting them cost O(active set) every run: 100 000 tracked
 -- investigating incidents on a platform where a fifth of all incidents got stuck (issue 15, M),
 -- 4-5x the routine refresh of a normal platform. So refresh_state keeps both counts and the
 -- stuck_before they were taken at, and a run changes them by:
@@ -23,7 +23,8 @@
 -- It writes the counts and stuck_before into flywheel.refresh_state (when the row exists; the first
 -- refresh ever writes it afterwards, so the next run counts whole once).
 --
--- When changing this, also change: flywheel.refresh() (the differences it passes), docs/refresh.md.
+-- When changing this, also change: flywheel.refresh_incidents_incremental (the differences it returns),
+-- docs/refresh.md.
 --
 -- drop: drop function if exists flywheel.stuck_counts(timestamptz, bigint, bigint)
 create function flywheel.stuck_counts(stuck_before timestamptz, stuck_changed bigint, type4_changed bigint,

@@ -11,8 +11,9 @@
 -- days between from_time and to_time, newest first since most rows are recent (one stretch for a
 -- zone without daylight saving time), and the exact conversion for every other row: days around a
 -- change of offset, rows outside the range, and NULL (which stays NULL). The caller keeps the range
--- to a few decades: one row per day is computed. Read by flywheel.refresh() for its full passes;
--- the result is grouped on, then turned into a date with (key at time zone 'UTC')::date.
+-- to a few decades: one row per day is computed. Read by the rollups' definitions
+-- (daily_incidents_from_source and the others) for the full refresh's passes; the result is grouped
+-- on, then turned into a date with (key at time zone 'UTC')::date.
 --
 -- Literals are written in forms every DateStyle and IntervalStyle read back the same way.
 --
