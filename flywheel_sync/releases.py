@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .paths import PACKED_RELEASES_DIR, REPOSITORY_ROOT, SQL_DIR
 
-HEAD_RELEASE = "0006"
+HEAD_RELEASE = "0007"
 
 HEAD: tuple[str, ...] = (
     # Formatting helper: every JSON function prints times with it.
@@ -29,8 +29,11 @@ HEAD: tuple[str, ...] = (
     "setting_milliseconds",
     # Validates flywheel.settings rows (a trigger): bounds, the history tiers' retentions; refuses TRUNCATE.
     "validate_setting",
-    # The latest snapshot as one row, with the settings version it was computed with.
+    # The latest snapshot as one row, with the settings version it was computed with: a materialized view.
     "summary",
+    # The current flow: its definition over the tracked incidents, and the materialized view of it.
+    "newest_active_incidents",
+    "current_flow",
     # The summary row or a clear error; the output functions below read it.
     "latest_summary",
     "summary_targets",
@@ -48,6 +51,8 @@ HEAD: tuple[str, ...] = (
     "refresh_lock",
     # Source rows the refresh cannot use, counted by reason.
     "unusable_rows",
+    # The rows of a source table created in a range: the metrics' only dynamic SQL.
+    "created_rows",
     # A settings version when the settings changed; the history tiers folded and pruned; the tier
     # Grafana's time-series panels read for their $__interval.
     "settings_version",
@@ -55,6 +60,13 @@ HEAD: tuple[str, ...] = (
     "history",
     # The stuck and TYPE-4 counts kept by differences.
     "stuck_counts",
+    # Each metric's definition, one concern a file (sql/metrics/); the rate falls back to the playbooks.
+    "playbook_metrics",
+    "incident_metrics",
+    "execution_metrics",
+    "knowledge_metrics",
+    # The snapshot from them, and the materialized views refreshed.
+    "write_snapshot",
     "refresh",
     # The scheduler's entry point (pg_cron's CALL): takes the lock, then calls refresh.
     "run_refresh",

@@ -4,7 +4,8 @@
 -- refresh` (every minute), `flywheel-sync refresh --full`, cron, systemd or pg_cron. Writes,
 -- in one transaction so a reader (Grafana) sees the old results or the new, never a mix, and never waits:
 --   flywheel.daily_incidents, daily_executions, daily_knowledge   (changed days only, or all)
---   flywheel.current_flow, flywheel.snapshots (one row; summary is it), flywheel.refresh_log (one row)
+--   flywheel.snapshots (one row, by flywheel.write_snapshot), the materialized views flywheel.summary
+--   and current_flow (refreshed concurrently), flywheel.refresh_log (one row)
 --   flywheel.refresh_state, tracked_incidents, tracked_executions, tracked_knowledge
 --   flywheel.settings_versions (when the settings changed), history_buckets (the snapshot folded into
 --   every tier by flywheel.record_history, which prunes the snapshots and each tier after its
@@ -29,8 +30,9 @@
 --     lookback, and changes committed later than the lookback are only seen here); forced on the
 --     first run, when the timezone or source_schema setting changed since the last run, and when a
 --     source lacks incidents.updated_at or one of the indexes below (flywheel-sync check).
--- Whole-history totals are the sums of the rollups plus the rows whose created_at is NULL (read by
--- the created_at index). today_processed, execution_success_today and flywheel_conversions_today are
+-- The metrics' definitions are the functions of sql/metrics/, which flywheel.write_snapshot() reads
+-- the snapshot from. Whole-history totals are the sums of the rollups plus the rows whose created_at
+-- is NULL (read by the created_at index). today_processed, execution_success_today and flywheel_conversions_today are
 -- sums of rollup days from today on; incidents_stuck and type4_count are kept in refresh_state and
 -- changed by the incidents step's differences plus the incidents newly past stuck_after
 -- (flywheel.stuck_counts), not counted over the active set; the rate's 24-hour and 7-day windows sum 10-minute buckets of
@@ -154,15 +156,10 @@ declare
     incident_key_type text;
     execution_key_type text;
     knowledge_key_type text;
-    active_source text;
     -- Buckets of recent_executions: 10 minutes from a fixed origin, kept for 8 days.
     bucket constant interval := interval '10 minutes';
     bucket_origin constant timestamptz := timestamptz '2000-01-01 00:00:00+00';
     recent_executions_from timestamptz;
-    window_bucket timestamptz;
-    window_start timestamptz;
-    window_executions bigint;
-    window_successes bigint;
 
     undated_incidents bigint;
     undated_alertname_missing bigint;
@@ -171,33 +168,11 @@ declare
     undated_knowledge bigint;
     undated_unvectorized bigint;
 
-    incidents_total bigint;
-    incidents_alertname_missing bigint;
-    today_processed bigint;
-    count_1h bigint;
-    execution_success_today bigint;
-    incidents_investigating bigint;
-    incidents_mitigating bigint;
     incidents_stuck bigint;
     type4_count bigint;
     -- What the incremental incidents step changed in them (flywheel.stuck_counts); NULL when full.
     stuck_changed bigint;
     type4_changed bigint;
-    executions_24h bigint;
-    successes_24h bigint;
-    executions_7d bigint;
-    successes_7d bigint;
-    km_total bigint;
-    km_unvectorized bigint;
-    km_conversions_today bigint;
-    km_created_24h bigint;
-    playbook_count bigint;
-    playbooks_invalid bigint;
-    playbook_runs bigint;
-    playbook_successes bigint;
-    success_rate double precision;
-    rate_source text;
-    rate_sample bigint;
 
     log_row flywheel.refresh_log;
     failure_message text;
@@ -1061,166 +1036,49 @@ begin
         end if;
         unusable := nullif(jsonb_strip_nulls(unusable), '{}');
 
-        -- Whole-history totals and the day-aligned windows, from the rollups just written.
-        select coalesce(sum(incidents_created), 0) + undated_incidents,
-               coalesce(sum(alertname_missing), 0) + undated_alertname_missing,
-               coalesce(sum(incidents_created) filter (where day >= today), 0),
-               coalesce(sum(execution_success) filter (where day >= today), 0)
-          into incidents_total, incidents_alertname_missing, today_processed, execution_success_today
-          from flywheel.daily_incidents;
-        select coalesce(sum(entries_created), 0) + undated_knowledge,
-               coalesce(sum(entries_unvectorized), 0) + undated_unvectorized,
-               coalesce(sum(entries_created) filter (where day >= today), 0)
-          into km_total, km_unvectorized, km_conversions_today
-          from flywheel.daily_knowledge;
-
-        -- The rolling windows: their first, partial day through the created_at index (widened by a
-        -- few hours, the day tested exactly), the whole days after it from the rollups.
-        execute format($sql$
-            select count(*) from %s as incidents
-            where created_at >= $1
-        $sql$, incidents_rows)
-        using metrics_now - interval '1 hour'
-        into count_1h;
-        -- The rate's windows: whole 10-minute buckets, and the rows of the first, partial bucket
-        -- through the created_at index. A window older than the buckets (a back-fill) reads the source.
-        for window_start in select unnest(array[metrics_now - interval '24 hours', metrics_now - interval '7 days']) loop
-            if window_start >= recent_executions_from then
-                window_bucket := date_bin(bucket, window_start, bucket_origin);
-                execute format($sql$
-                    select count(*) + (select coalesce(sum(executions), 0) from flywheel.recent_executions
-                                       where bucket_start > $3),
-                           count(*) filter (where success is true)
-                           + (select coalesce(sum(successes), 0) from flywheel.recent_executions where bucket_start > $3)
-                    from %s as executions
-                    where created_at >= $1 and created_at < $2
-                $sql$, executions_rows)
-                using window_start, window_bucket + bucket, window_bucket
-                into window_executions, window_successes;
-            else
-                execute format($sql$
-                    select count(*), count(*) filter (where success is true)
-                    from %s as executions
-                    where created_at >= $1
-                $sql$, executions_rows)
-                using window_start
-                into window_executions, window_successes;
-            end if;
-            if window_start = metrics_now - interval '24 hours' then
-                executions_24h := window_executions;
-                successes_24h := window_successes;
-            else
-                executions_7d := window_executions;
-                successes_7d := window_successes;
-            end if;
-        end loop;
-        execute format($sql$
-            select count(*) + (select coalesce(sum(entries_created), 0) from flywheel.daily_knowledge
-                               where day > ($2 at time zone $1)::date)
-            from %s as entries
-            where created_at >= $2
-              and created_at < ((($2 at time zone $1)::date + 1)::timestamp at time zone $1) + interval '3 hours'
-              and (created_at at time zone $1)::date = ($2 at time zone $1)::date
-        $sql$, knowledge_rows)
-        using zone, metrics_now - interval '24 hours'
-        into km_created_24h;
-        steps := steps || jsonb_build_object('step', 'windows', 'rows', 0,
-                 'ms', round(extract(epoch from clock_timestamp() - step_started)::numeric * 1000, 1));
-        step_started := clock_timestamp();
-
-        -- Active incidents: how many investigate and mitigate is in the rollups (each day counts its
-        -- incidents by status now); the newest are read from the tracked rows, which hold every active
-        -- incident in its state as last read (a change bumps updated_at, so it was read), through
-        -- their partial index; the stuck and TYPE-4 ones are kept by flywheel.stuck_counts over the
-        -- same rows, changed by the incidents step's differences and the incidents newly past
+        -- Active incidents: the stuck and TYPE-4 ones are kept by flywheel.stuck_counts over the
+        -- tracked rows, changed by the incidents step's differences and the incidents newly past
         -- stuck_after (counting them each run read the whole active set: 4-5x a normal platform's
-        -- routine refresh at M stuck); without tracking, all from the source.
-        select coalesce(sum(status_investigating), 0) + undated_investigating,
-               coalesce(sum(status_mitigating), 0) + undated_mitigating
-          into incidents_investigating, incidents_mitigating
-          from flywheel.daily_incidents;
-        active_source := case when cardinality(lacking) = 0 then 'flywheel.tracked_incidents'
-                              else incidents_rows end;
+        -- routine refresh at M stuck). Without tracking they are counted in the source, and the
+        -- newest active incidents are tracked for flywheel.newest_active_incidents alone (the next
+        -- run is full and starts the tracked rows afresh).
         if cardinality(lacking) = 0 then
             select counted.incidents_stuck, counted.type4_count into incidents_stuck, type4_count
               from flywheel.stuck_counts(metrics_now - stuck_after, stuck_changed, type4_changed) as counted;
+            rows_written := 0;
         else
             execute format($sql$
                 select (select count(*) from %1$s as incidents where status = 'investigating' and created_at <= $1),
                        (select count(*) from %1$s as incidents where status = 'investigating' and notification_type = 'TYPE-4')
-            $sql$, active_source)
+            $sql$, incidents_rows)
             using metrics_now - stuck_after
             into incidents_stuck, type4_count;
+            execute format($sql$
+                insert into flywheel.tracked_incidents
+                    (incident_id, day, status, alertname_missing, execution_success, updated_at,
+                     created_at, alertname, notification_type)
+                select incident_id::text, (created_at at time zone $1)::date, status,
+                       alertname is null or btrim(alertname, E' \t\r\n') = '',
+                       coalesce(outcome ->> 'execution_success' = 'true', false), updated_at,
+                       created_at, alertname, notification_type
+                from %s as incidents
+                where status in ('investigating', 'mitigating')
+                order by created_at desc nulls last, incident_id::text desc
+                limit $2
+            $sql$, incidents_rows)
+            using zone, flow_limit;
+            get diagnostics rows_written = row_count;
         end if;
-
-        delete from flywheel.current_flow;
-        execute format($sql$
-            insert into flywheel.current_flow
-                (position, incident_id, alertname, status, current_node, created_at, refreshed_at)
-            select row_number() over (order by created_at desc nulls last, incident_id desc),
-                   incident_id, alertname, status,
-                   case status when 'investigating' then 'diagnosis' else 'execution' end,
-                   created_at, $2
-            from (select incident_id::text as incident_id, alertname, status, created_at
-                  from %s as incidents
-                  where status in ('investigating', 'mitigating')
-                  order by created_at desc nulls last, incident_id::text desc
-                  limit $1) as newest
-        $sql$, active_source)
-        using flow_limit, metrics_now;
-        get diagnostics rows_written = row_count;
         steps := steps || jsonb_build_object('step', 'active_incidents', 'rows', rows_written,
                  'ms', round(extract(epoch from clock_timestamp() - step_started)::numeric * 1000, 1));
         step_started := clock_timestamp();
 
-        -- Approved, valid playbooks, invalid records and the approved ones' runs, as the triggers on
-        -- the mirror keep them (flywheel.count_playbooks).
-        select approved, invalid, approved_runs, approved_successes
-          into playbook_count, playbooks_invalid, playbook_runs, playbook_successes
-          from flywheel.playbook_totals;
-
-        -- metrics.md, execution_success_rate: the first window with min_sample executions; no rate
-        -- from a window that has some but too few; the playbooks only when 7 days hold none at all.
-        -- The 24-hour window lies inside the 7-day one, so "either window holds any" is executions_7d > 0.
-        if executions_24h >= min_sample then
-            success_rate := successes_24h::double precision / executions_24h;
-            rate_source := '24h';
-            rate_sample := executions_24h;
-        elsif executions_7d >= min_sample then
-            success_rate := successes_7d::double precision / executions_7d;
-            rate_source := '7d';
-            rate_sample := executions_7d;
-        elsif executions_7d > 0 then
-            rate_source := 'insufficient';
-            rate_sample := executions_7d;
-        else
-            rate_source := case when playbook_runs >= min_sample then 'playbooks' else 'insufficient' end;
-            success_rate := case when playbook_runs >= min_sample
-                                 then playbook_successes::double precision / playbook_runs end;
-            rate_sample := playbook_runs;
-        end if;
-
-        insert into flywheel.snapshots (
-            computed_at, timezone, playbook_count, playbooks_invalid,
-            execution_success_rate, execution_success_rate_source, execution_success_sample,
-            executions_24h, executions_7d,
-            km_total, km_unvectorized_count, km_vectorized_rate, km_created_24h, flywheel_conversions_today,
-            incidents_total, incidents_alertname_missing, alertname_null_rate,
-            incidents_investigating, incidents_mitigating, incidents_stuck, type4_count,
-            today_processed, count_1h, execution_success_today, settings_version_id, refresh_ms)
-        values (
-            metrics_now, zone, playbook_count, playbooks_invalid,
-            success_rate, rate_source, rate_sample,
-            executions_24h, executions_7d,
-            km_total, km_unvectorized,
-            case when km_total > 0 then (km_total - km_unvectorized)::double precision / km_total else 0 end,
-            km_created_24h, km_conversions_today,
-            incidents_total, incidents_alertname_missing,
-            case when incidents_total > 0 then incidents_alertname_missing::double precision / incidents_total else 0 end,
-            incidents_investigating, incidents_mitigating, incidents_stuck, type4_count,
-            today_processed, count_1h, execution_success_today,
-            flywheel.settings_version(metrics_now),
-            round(extract(epoch from clock_timestamp() - started)::numeric * 1000, 1));
+        -- The snapshot, from the metric definitions (sql/metrics/), and the materialized views.
+        perform flywheel.write_snapshot(metrics_now, started,
+                                        undated_incidents, undated_alertname_missing, undated_investigating,
+                                        undated_mitigating, undated_knowledge, undated_unvectorized,
+                                        incidents_stuck, type4_count, recent_executions_from,
+                                        incidents_rows, executions_rows, knowledge_rows);
 
         -- Where the next run starts. Without the column or indexes nothing was tracked: no state, so
         -- the next run is full again (and says why).

@@ -1,0 +1,80 @@
+"""Read models as materialized views, each metric's definition in one short file (issue 12).
+
+Release 0007: flywheel.summary and flywheel.current_flow become materialized views (`\\dm flywheel.*`),
+refreshed concurrently by the refresh in its transaction and owned by flywheel_owner, so a DBA's own
+REFRESH MATERIALIZED VIEW CONCURRENTLY gives what `flywheel-sync refresh` gives. current_flow
+materializes the view flywheel.newest_active_incidents over the tracked incidents (a refresh that
+cannot track tracks just those). The snapshot is written by flywheel.write_snapshot() as
+insert ... select from flywheel.incident_metrics, execution_metrics, knowledge_metrics and
+playbook_metrics (sql/metrics/), whose only dynamic SQL is flywheel.created_rows().
+
+The table step drops the current_flow table (its rows are the matview's, created from the tracked
+incidents). A refresh of release 0006 that could not track left its flow in that table alone: its
+rows are tracked first, so the matview shows them until the next refresh (a full one, which starts the
+tracked rows afresh). The downgrade restores the table, filled from the tracked incidents.
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-12-07
+"""
+
+from flywheel_sync import objects
+
+revision = "0007"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+DROP_CURRENT_FLOW_TABLE = """
+insert into flywheel.tracked_incidents
+    (incident_id, day, status, alertname_missing, execution_success, created_at, alertname)
+select flow.incident_id, (flow.created_at at time zone (select value #>> '{}' from flywheel.settings where key = 'timezone'))::date,
+       flow.status, flow.alertname is null or btrim(flow.alertname, E' \\t\\r\\n') = '', false, flow.created_at, flow.alertname
+from flywheel.current_flow as flow
+where not exists (select from flywheel.refresh_state)
+on conflict (incident_id) do nothing;
+drop table flywheel.current_flow;
+"""
+
+CURRENT_FLOW_TABLE = """
+create table flywheel.current_flow (
+    position     integer primary key,
+    incident_id  text not null,
+    alertname    text,
+    status       text not null,
+    current_node text not null,
+    created_at   timestamptz,
+    refreshed_at timestamptz not null
+);
+comment on table flywheel.current_flow is
+    'The newest active incidents (investigating or mitigating) at the last refresh, current_flow_limit of them; flywheel_json() lists them.';
+comment on column flywheel.current_flow.position is '1 = newest (created_at descending, then incident_id descending)';
+comment on column flywheel.current_flow.incident_id is 'incidents.incident_id, as text';
+comment on column flywheel.current_flow.alertname is 'incidents.alertname as stored (NULL or blank shows as "unknown" in JSON)';
+comment on column flywheel.current_flow.status is 'investigating or mitigating';
+comment on column flywheel.current_flow.current_node is 'Flywheel node the incident is at: diagnosis (investigating) or execution (mitigating)';
+comment on column flywheel.current_flow.created_at is 'incidents.created_at';
+comment on column flywheel.current_flow.refreshed_at is 'The refresh that wrote this row';
+insert into flywheel.current_flow (position, incident_id, alertname, status, current_node, created_at, refreshed_at)
+select row_number() over (order by tracked.created_at desc nulls last, tracked.incident_id desc),
+       tracked.incident_id, tracked.alertname, tracked.status,
+       case tracked.status when 'investigating' then 'diagnosis' else 'execution' end,
+       tracked.created_at, newest.computed_at
+from (select * from flywheel.tracked_incidents
+      where status in ('investigating', 'mitigating')
+      order by created_at desc nulls last, incident_id desc
+      limit (select (value #>> '{}')::integer from flywheel.settings where key = 'current_flow_limit')) as tracked
+cross join (select computed_at from flywheel.snapshots order by snapshot_id desc limit 1) as newest;
+"""
+
+
+def upgrade() -> None:
+    objects.replace("0006", None)
+    objects.execute(DROP_CURRENT_FLOW_TABLE)
+    objects.replace(None, "0007")
+
+
+def downgrade() -> None:
+    objects.replace("0007", None)
+    objects.execute(CURRENT_FLOW_TABLE)
+    objects.replace(None, "0006")
