@@ -29,6 +29,8 @@ HEAD: tuple[str, ...] = (
     "setting_milliseconds",
     # Validates flywheel.settings rows (a trigger): bounds, the history tiers' retentions; refuses TRUNCATE.
     "validate_setting",
+    # Comments a read model's columns as the columns it shows are commented.
+    "comment_columns_like",
     # The latest snapshot as one row, with the settings version it was computed with: a materialized view.
     "summary",
     # The current flow: its definition over the tracked incidents, and the materialized view of it.

@@ -18,6 +18,9 @@ Revises: 0006
 Create Date: 2026-12-07
 """
 
+import importlib.util
+from pathlib import Path
+
 from flywheel_sync import objects
 
 revision = "0007"
@@ -25,36 +28,26 @@ down_revision = "0006"
 branch_labels = None
 depends_on = None
 
+
+def _core_migration():
+    """Migration 0001, whose table the downgrade puts back (alembic loads migrations by path)."""
+    spec = importlib.util.spec_from_file_location("flywheel_migration_0001", Path(__file__).with_name("0001_core.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 DROP_CURRENT_FLOW_TABLE = """
-insert into flywheel.tracked_incidents
-    (incident_id, day, status, alertname_missing, execution_success, created_at, alertname)
-select flow.incident_id, (flow.created_at at time zone (select value #>> '{}' from flywheel.settings where key = 'timezone'))::date,
-       flow.status, flow.alertname is null or btrim(flow.alertname, E' \\t\\r\\n') = '', false, flow.created_at, flow.alertname
+insert into flywheel.tracked_incidents (incident_id, status, alertname_missing, execution_success, created_at, alertname)
+select flow.incident_id, flow.status, false, false, flow.created_at, flow.alertname
 from flywheel.current_flow as flow
 where not exists (select from flywheel.refresh_state)
 on conflict (incident_id) do nothing;
 drop table flywheel.current_flow;
 """
 
-CURRENT_FLOW_TABLE = """
-create table flywheel.current_flow (
-    position     integer primary key,
-    incident_id  text not null,
-    alertname    text,
-    status       text not null,
-    current_node text not null,
-    created_at   timestamptz,
-    refreshed_at timestamptz not null
-);
-comment on table flywheel.current_flow is
-    'The newest active incidents (investigating or mitigating) at the last refresh, current_flow_limit of them; flywheel_json() lists them.';
-comment on column flywheel.current_flow.position is '1 = newest (created_at descending, then incident_id descending)';
-comment on column flywheel.current_flow.incident_id is 'incidents.incident_id, as text';
-comment on column flywheel.current_flow.alertname is 'incidents.alertname as stored (NULL or blank shows as "unknown" in JSON)';
-comment on column flywheel.current_flow.status is 'investigating or mitigating';
-comment on column flywheel.current_flow.current_node is 'Flywheel node the incident is at: diagnosis (investigating) or execution (mitigating)';
-comment on column flywheel.current_flow.created_at is 'incidents.created_at';
-comment on column flywheel.current_flow.refreshed_at is 'The refresh that wrote this row';
+# The table as migration 0001 creates it, filled as the refresh of release 0006 fills it.
+CURRENT_FLOW_TABLE = _core_migration().CURRENT_FLOW + """
 insert into flywheel.current_flow (position, incident_id, alertname, status, current_node, created_at, refreshed_at)
 select row_number() over (order by tracked.created_at desc nulls last, tracked.incident_id desc),
        tracked.incident_id, tracked.alertname, tracked.status,

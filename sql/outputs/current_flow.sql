@@ -18,19 +18,4 @@ create unique index current_flow_position on flywheel.current_flow (position);
 comment on materialized view flywheel.current_flow is
     'The newest active incidents (investigating or mitigating) at the last refresh, current_flow_limit of them; flywheel_json() lists them. Materializes flywheel.newest_active_incidents; refreshed concurrently by flywheel.refresh() when it changes.';
 -- The columns mean what those of its definition mean: copy those comments, so the two never disagree.
-do $comments$
-declare
-    column_name name;
-begin
-    for column_name in
-        select attname from pg_attribute
-        where attrelid = 'flywheel.current_flow'::regclass and attnum > 0 and not attisdropped
-    loop
-        execute format('comment on column flywheel.current_flow.%I is %L', column_name,
-                       col_description('flywheel.newest_active_incidents'::regclass,
-                                       (select attnum from pg_attribute
-                                        where attrelid = 'flywheel.newest_active_incidents'::regclass
-                                          and attname = column_name)));
-    end loop;
-end
-$comments$;
+select flywheel.comment_columns_like('flywheel.current_flow', array['flywheel.newest_active_incidents']::regclass[]);

@@ -54,20 +54,4 @@ comment on materialized view flywheel.summary is
 
 -- The columns mean what the same columns of flywheel.snapshots (settings: of flywheel.settings_versions)
 -- mean: copy those comments, so the two can never disagree.
-do $comments$
-declare
-    column_name name;
-begin
-    for column_name in
-        select attname from pg_attribute
-        where attrelid = 'flywheel.summary'::regclass and attnum > 0 and not attisdropped
-    loop
-        execute format('comment on column flywheel.summary.%I is %L', column_name,
-                       (select col_description(attrelid, attnum) from pg_attribute
-                        where attrelid in ('flywheel.snapshots'::regclass, 'flywheel.settings_versions'::regclass)
-                          and attname = column_name and not attisdropped
-                        order by attrelid = 'flywheel.snapshots'::regclass desc
-                        limit 1));
-    end loop;
-end
-$comments$;
+select flywheel.comment_columns_like('flywheel.summary', array['flywheel.snapshots', 'flywheel.settings_versions']::regclass[]);

@@ -1053,20 +1053,18 @@ begin
             $sql$, incidents_rows)
             using metrics_now - stuck_after
             into incidents_stuck, type4_count;
+            -- Only what the flow shows; the rest of a tracked row counts nowhere here, and the next
+            -- run (full) tracks afresh. updated_at may not even exist.
             execute format($sql$
                 insert into flywheel.tracked_incidents
-                    (incident_id, day, status, alertname_missing, execution_success, updated_at,
-                     created_at, alertname, notification_type)
-                select incident_id::text, (created_at at time zone $1)::date, status,
-                       alertname is null or btrim(alertname, E' \t\r\n') = '',
-                       coalesce(outcome ->> 'execution_success' = 'true', false), updated_at,
-                       created_at, alertname, notification_type
+                    (incident_id, status, alertname_missing, execution_success, created_at, alertname)
+                select incident_id::text, status, false, false, created_at, alertname
                 from %s as incidents
                 where status in ('investigating', 'mitigating')
                 order by created_at desc nulls last, incident_id::text desc
-                limit $2
+                limit $1
             $sql$, incidents_rows)
-            using zone, flow_limit;
+            using flow_limit;
             get diagnostics rows_written = row_count;
         end if;
         steps := steps || jsonb_build_object('step', 'active_incidents', 'rows', rows_written,
