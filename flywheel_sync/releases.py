@@ -31,7 +31,7 @@ HEAD: tuple[str, ...] = (
     "validate_setting",
     # Comments a read model's columns as the columns it shows are commented.
     "comment_columns_like",
-    # The latest snapshot as one row, with the settings version it was computed with: a materialized view.
+    # The latest snapshot as one row, with the settings version it was computed with.
     "summary",
     # The current flow: its definition over the tracked incidents, and the materialized view of it.
     "newest_active_incidents",

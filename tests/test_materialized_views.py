@@ -1,4 +1,4 @@
-"""The read models that are materialized views: listed by \\dm, refreshed by the refresh exactly as a
+"""The read model that is a materialized view: listed by \\dm, refreshed by the refresh exactly as a
 DBA's own REFRESH MATERIALIZED VIEW CONCURRENTLY refreshes them, never making a reader wait."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from flywheel_sync import db
 from tests.platform import AS_OF, DAY, HOUR, MINUTE, add_incident, refresh
 
-MATERIALIZED_VIEWS = ("summary", "current_flow")
+MATERIALIZED_VIEWS = ("current_flow",)
 
 
 def rows_of(connection: sa.Connection, view: str) -> list:
@@ -23,7 +23,7 @@ def add_active_incidents(connection: sa.Connection, count: int, newest: object =
                      alertname=None if number % 4 == 0 else "HighCPU", created_at=newest - number * MINUTE)
 
 
-def test_dm_lists_the_summary_and_the_current_flow(connection):
+def test_dm_lists_the_current_flow(connection):
     listed = connection.execute(sa.text(
         "select c.relname from pg_class c where c.relnamespace = 'flywheel'::regnamespace and c.relkind = 'm'"
         " order by 1")).scalars().all()
@@ -40,7 +40,7 @@ def test_a_dbas_concurrent_refresh_after_a_refresh_changes_nothing(connection, t
     result = connection.execute(sa.text("select flywheel.refresh(:as_of)"), {"as_of": AS_OF}).scalar_one()
     assert result["mode"] == ("incremental" if tracking else "full"), result["mode_reason"]
     written = {view: rows_of(connection, view) for view in MATERIALIZED_VIEWS}
-    assert len(written["current_flow"]) == 10 and len(written["summary"]) == 1
+    assert len(written["current_flow"]) == 10
     for view in MATERIALIZED_VIEWS:
         connection.execute(sa.text(f"refresh materialized view concurrently flywheel.{view}"))
         assert rows_of(connection, view) == written[view], view

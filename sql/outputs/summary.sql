@@ -4,17 +4,17 @@
 -- sample size beside it and computed_at (the refresh's clock). Read by Grafana's stat panels, by
 -- summary_json(), flywheel_json(), prometheus_text() and summary_targets, and by anyone asking ad hoc.
 -- It is the newest row of flywheel.snapshots with the settings it was computed with (its row of
--- flywheel.settings_versions: release 0006 keeps a version's id in each snapshot instead of a copy),
--- materialized (release 0007): flywheel.write_snapshot() refreshes it CONCURRENTLY after writing the
--- snapshot, in the refresh's transaction, so readers never wait for a refresh and a DBA's own
--- REFRESH MATERIALIZED VIEW CONCURRENTLY flywheel.summary gives the same row. The unique index on
--- snapshot_id is what CONCURRENTLY needs. Owned by flywheel_owner (security/ownership.sql), which
--- the refresh runs as.
+-- flywheel.settings_versions: release 0006 keeps a version's id in each snapshot instead of a copy), so
+-- reading it is two index probes; the work happened in flywheel.refresh(), whose
+-- flywheel.write_snapshot() writes the row as insert ... select from the metric definitions of
+-- sql/metrics/. Not a materialized view: the snapshot row is already the stored result, and
+-- REFRESH MATERIALIZED VIEW CONCURRENTLY of a copy of it cost 4-10 ms at every refresh (two temporary
+-- tables and a diff), a routine refresh at M 43% slower (docs/refresh.md).
 --
 -- When changing this, also change: summary_json, flywheel_json, prometheus_text, summary_targets.
 --
--- drop: drop materialized view if exists flywheel.summary
-create materialized view flywheel.summary as
+-- drop: drop view if exists flywheel.summary
+create view flywheel.summary as
 select
     playbook_count,
     execution_success_rate,
@@ -47,10 +47,8 @@ join flywheel.settings_versions as version using (settings_version_id)
 order by snapshot_id desc
 limit 1;
 
-create unique index summary_snapshot_id on flywheel.summary (snapshot_id);
-
-comment on materialized view flywheel.summary is
-    'The flywheel health metrics as of the last flywheel.refresh(): one row (none before the first refresh), the newest snapshot, refreshed concurrently by the refresh. Definitions: metrics.md and the functions of sql/metrics/ (flywheel.incident_metrics, execution_metrics, knowledge_metrics, playbook_metrics).';
+comment on view flywheel.summary is
+    'The flywheel health metrics as of the last flywheel.refresh(): one row (none before the first refresh), the newest snapshot. Definitions: metrics.md and the functions of sql/metrics/ (flywheel.incident_metrics, execution_metrics, knowledge_metrics, playbook_metrics).';
 
 -- The columns mean what the same columns of flywheel.snapshots (settings: of flywheel.settings_versions)
 -- mean: copy those comments, so the two can never disagree.

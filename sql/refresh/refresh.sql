@@ -4,8 +4,8 @@
 -- refresh` (every minute), `flywheel-sync refresh --full`, cron, systemd or pg_cron. Writes,
 -- in one transaction so a reader (Grafana) sees the old results or the new, never a mix, and never waits:
 --   flywheel.daily_incidents, daily_executions, daily_knowledge   (changed days only, or all)
---   flywheel.snapshots (one row, by flywheel.write_snapshot), the materialized views flywheel.summary
---   and current_flow (refreshed concurrently), flywheel.refresh_log (one row)
+--   flywheel.snapshots (one row, by flywheel.write_snapshot; summary is it), the materialized view
+--   flywheel.current_flow (refreshed concurrently), flywheel.refresh_log (one row)
 --   flywheel.refresh_state, tracked_incidents, tracked_executions, tracked_knowledge
 --   flywheel.settings_versions (when the settings changed), history_buckets (the snapshot folded into
 --   every tier by flywheel.record_history, which prunes the snapshots and each tier after its
@@ -1071,7 +1071,7 @@ begin
                  'ms', round(extract(epoch from clock_timestamp() - step_started)::numeric * 1000, 1));
         step_started := clock_timestamp();
 
-        -- The snapshot, from the metric definitions (sql/metrics/), and the materialized views.
+        -- The snapshot, from the metric definitions (sql/metrics/), and the current flow.
         perform flywheel.write_snapshot(metrics_now, started,
                                         undated_incidents, undated_alertname_missing, undated_investigating,
                                         undated_mitigating, undated_knowledge, undated_unvectorized,

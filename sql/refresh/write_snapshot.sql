@@ -1,5 +1,6 @@
 -- flywheel.write_snapshot(): the refresh's last step: one row of flywheel.snapshots from the metric
--- definitions, and the materialized views flywheel.summary and flywheel.current_flow brought up to date.
+-- definitions (flywheel.summary is that row), and the materialized view flywheel.current_flow brought up
+-- to date.
 --
 -- Answers "where does each column of flywheel.summary come from?": the row is
 -- insert ... select from flywheel.incident_metrics, execution_metrics, knowledge_metrics and
@@ -9,11 +10,10 @@
 -- subqueries it read each source through (their skipped duplicate keys depend on what it read).
 -- started: the refresh's start, for refresh_ms.
 --
--- Both materialized views are refreshed CONCURRENTLY, so readers never wait for the refresh's
--- transaction. flywheel.summary changes with every snapshot. flywheel.current_flow (of
--- flywheel.newest_active_incidents) is refreshed only when its rows would change: REFRESH ...
--- CONCURRENTLY costs 3-6 ms (two temporary tables and a diff) even for ten rows, while comparing the
--- ten rows costs a few tenths of a millisecond. Either way each then holds what a DBA's own
+-- flywheel.current_flow (of flywheel.newest_active_incidents) is refreshed CONCURRENTLY, so readers
+-- never wait for the refresh's transaction, and only when its rows would change: REFRESH ...
+-- CONCURRENTLY costs 4-10 ms (two temporary tables and a diff) even for ten rows, while comparing the
+-- ten rows costs a few tenths of a millisecond. Either way it then holds what a DBA's own
 -- REFRESH MATERIALIZED VIEW CONCURRENTLY would put there.
 --
 -- When changing this, also change: flywheel.refresh() (its arguments), the columns of flywheel.snapshots.
@@ -56,7 +56,6 @@ begin
          flywheel.knowledge_metrics(as_of, undated_entries, undated_unvectorized, usable_entries) as knowledge
          left join flywheel.playbook_metrics() as playbooks on true;
 
-    refresh materialized view concurrently flywheel.summary;
     if exists (select * from flywheel.newest_active_incidents except all select * from flywheel.current_flow)
        or exists (select * from flywheel.current_flow except all select * from flywheel.newest_active_incidents) then
         refresh materialized view concurrently flywheel.current_flow;
@@ -65,4 +64,4 @@ end
 $$;
 
 comment on function flywheel.write_snapshot(timestamptz, timestamptz, bigint, bigint, bigint, bigint, bigint, bigint, bigint, bigint, timestamptz, text, text, text) is
-    'For flywheel.refresh(): writes the snapshot at as_of from incident_metrics, execution_metrics, knowledge_metrics and playbook_metrics (the undated counts, stuck counts, bucket start and source subqueries as the refresh found them), then refreshes the materialized view flywheel.summary concurrently, and flywheel.current_flow when its rows would change';
+    'For flywheel.refresh(): writes the snapshot at as_of from incident_metrics, execution_metrics, knowledge_metrics and playbook_metrics (the undated counts, stuck counts, bucket start and source subqueries as the refresh found them), then refreshes the materialized view flywheel.current_flow concurrently when its rows would change';

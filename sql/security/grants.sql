@@ -1,6 +1,6 @@
 -- Who may do what in schema flywheel (release 0006: the history tiers, settings_versions and
--- flywheel.history, which Grafana's time-series panels read; release 0007: summary and current_flow
--- are materialized views, and newest_active_incidents is current_flow's definition).
+-- flywheel.history, which Grafana's time-series panels read; release 0007: current_flow is a
+-- materialized view, and newest_active_incidents its definition).
 --
 -- flywheel_reader (Grafana's datasource user): reads the views and tables of results and calls the
 -- read functions; no source table, no write. It may read refresh_state (how far the last refresh

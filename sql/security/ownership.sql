@@ -13,7 +13,7 @@
 -- refresh fail ("query would be affected by row-level security policy"; `flywheel-sync check` says
 -- what to do) instead of running the policy's code.
 --
--- The materialized views (summary, current_flow) belong to flywheel_owner too: only their owner may
+-- The materialized views (current_flow) belong to flywheel_owner too: only their owner may
 -- REFRESH them, and the refresh runs as it.
 --
 -- Written as a loop over the catalog rather than per signature: a routine that becomes SECURITY
