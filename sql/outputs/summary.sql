@@ -8,7 +8,7 @@
 -- reading it is two index probes; the work happened in flywheel.refresh(), whose
 -- flywheel.write_snapshot() writes the row as insert ... select from the metric definitions of
 -- sql/metrics/. Not a materialized view: the snapshot row is already the stored result, and
--- REFRESH MATERIALIZED VIEW CONCURRENTLY of a copy of it cost 4-10 ms at every refresh (two temporary
+-- REFRESH MATERIALIZED VIEW CONCURRENTLY of a copy of it costs 2.5-6 ms at every refresh (two temporary
 -- tables and a diff), a routine refresh at M 43% slower (docs/refresh.md).
 --
 -- When changing this, also change: summary_json, flywheel_json, prometheus_text, summary_targets.
