@@ -7,7 +7,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from flywheel_sync import db
+from flywheel_sync.database import db
 from tests.platform import AS_OF, DAY, HOUR, MINUTE, add_incident, refresh
 
 MATERIALIZED_VIEWS = ("current_flow",)

@@ -22,7 +22,7 @@ Create Date: 2026-12-07
 import importlib.util
 from pathlib import Path
 
-from flywheel_sync import objects
+from flywheel_sync.database import objects
 
 revision = "0007"
 down_revision = "0006"
