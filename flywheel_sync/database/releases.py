@@ -29,8 +29,13 @@ HEAD: tuple[str, ...] = (
     "setting_milliseconds",
     # Validates flywheel.settings rows (a trigger): bounds, the history tiers' retentions; refuses TRUNCATE.
     "validate_setting",
+    # Comments a read model's columns as the columns it shows are commented.
+    "comment_columns_like",
     # The latest snapshot as one row, with the settings version it was computed with.
     "summary",
+    # The current flow: its definition over the tracked incidents, and the materialized view of it.
+    "newest_active_incidents",
+    "current_flow",
     # The summary row or a clear error; the output functions below read it.
     "latest_summary",
     "summary_targets",
@@ -48,6 +53,8 @@ HEAD: tuple[str, ...] = (
     "refresh_lock",
     # Source rows the refresh cannot use, counted by reason.
     "unusable_rows",
+    # The rows of a source table created in a range: the metrics' only dynamic SQL.
+    "created_rows",
     # A settings version when the settings changed; the history tiers folded and pruned; the tier
     # Grafana's time-series panels read for their $__interval.
     "settings_version",
@@ -66,7 +73,7 @@ HEAD: tuple[str, ...] = (
     "daily_incidents_from_source",
     "executions_from_source",
     "daily_knowledge_from_source",
-    # One step per source table and mode, then the tracked rows (full), the metrics and the state.
+    # One step per source table and mode, then the tracked rows (full).
     "refresh_incidents_full",
     "refresh_incidents_incremental",
     "refresh_executions_full",
@@ -74,6 +81,14 @@ HEAD: tuple[str, ...] = (
     "refresh_knowledge_full",
     "refresh_knowledge_incremental",
     "rebuild_tracked_rows",
+    # The stuck and TYPE-4 counts of the run (and, without tracking, the flow's incidents tracked).
+    "count_active_incidents",
+    # Each metric's definition, one concern a file (sql/metrics/); the rate falls back to the playbooks.
+    "playbook_metrics",
+    "incident_metrics",
+    "execution_metrics",
+    "knowledge_metrics",
+    # The snapshot from them, and the current flow's materialized view refreshed; then the state.
     "write_snapshot",
     "save_refresh_state",
     # Takes the lock, picks the mode and calls the steps above.

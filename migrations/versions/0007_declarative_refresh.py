@@ -1,4 +1,5 @@
-"""The refresh as small steps, and each rollup's definition as a plain query (issue 12).
+"""The refresh as small steps, each rollup's and each metric's definition as a plain query, the current
+flow as a materialized view (issue 12).
 
 Release 0007 replaces flywheel.refresh (sql/refresh/refresh.sql) by an orchestrator that takes the
 lock, picks the mode (flywheel.refresh_mode), decides how to read each source (flywheel.refresh_reads)
@@ -10,13 +11,29 @@ flywheel.refresh_run and record their refresh_log entries through flywheel.timed
 full definitions are set-returning functions over the source tables, which the full refresh writes
 and the property test compares the incremental rollups with: flywheel.daily_incidents_from_source,
 daily_executions_from_source, recent_executions_from_source (over executions_from_source, their one
-scan) and daily_knowledge_from_source. No table changes: refresh() keeps its signature, its results
-and its refresh_log rows.
+scan) and daily_knowledge_from_source. refresh() keeps its signature and its results.
+
+Read models: flywheel.current_flow becomes a materialized view (`\\dm flywheel.*`), refreshed
+concurrently by the refresh in its transaction when its rows change and owned by flywheel_owner, so a
+DBA's own REFRESH MATERIALIZED VIEW CONCURRENTLY gives what `flywheel-sync refresh` gives;
+flywheel.summary stays a view of the newest snapshot (a materialized copy of it costs 2.5-6 ms a
+refresh). current_flow materializes the view flywheel.newest_active_incidents over the tracked incidents (a refresh that
+cannot track tracks just those). The snapshot is written by flywheel.write_snapshot() as
+insert ... select from flywheel.incident_metrics, execution_metrics, knowledge_metrics and
+playbook_metrics (sql/metrics/), whose only dynamic SQL is flywheel.created_rows().
+
+The table step drops the current_flow table (its rows are the matview's, created from the tracked
+incidents). A refresh of release 0006 that could not track left its flow in that table alone: its
+rows are tracked first, so the matview shows them until the next refresh (a full one, which starts the
+tracked rows afresh). The downgrade restores the table, filled from the tracked incidents.
 
 Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-07
 """
+
+import importlib.util
+from pathlib import Path
 
 from flywheel_sync.database import objects
 
@@ -26,9 +43,45 @@ branch_labels = None
 depends_on = None
 
 
+def _core_migration():
+    """Migration 0001, whose table the downgrade puts back (alembic loads migrations by path)."""
+    spec = importlib.util.spec_from_file_location("flywheel_migration_0001", Path(__file__).with_name("0001_core.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+DROP_CURRENT_FLOW_TABLE = """
+insert into flywheel.tracked_incidents (incident_id, status, alertname_missing, execution_success, created_at, alertname)
+select flow.incident_id, flow.status, false, false, flow.created_at, flow.alertname
+from flywheel.current_flow as flow
+where not exists (select from flywheel.refresh_state)
+on conflict (incident_id) do nothing;
+drop table flywheel.current_flow;
+"""
+
+# The table as migration 0001 creates it, filled as the refresh of release 0006 fills it.
+CURRENT_FLOW_TABLE = _core_migration().CURRENT_FLOW + """
+insert into flywheel.current_flow (position, incident_id, alertname, status, current_node, created_at, refreshed_at)
+select row_number() over (order by tracked.created_at desc nulls last, tracked.incident_id desc),
+       tracked.incident_id, tracked.alertname, tracked.status,
+       case tracked.status when 'investigating' then 'diagnosis' else 'execution' end,
+       tracked.created_at, newest.computed_at
+from (select * from flywheel.tracked_incidents
+      where status in ('investigating', 'mitigating')
+      order by created_at desc nulls last, incident_id desc
+      limit (select (value #>> '{}')::integer from flywheel.settings where key = 'current_flow_limit')) as tracked
+cross join (select computed_at from flywheel.snapshots order by snapshot_id desc limit 1) as newest;
+"""
+
+
 def upgrade() -> None:
-    objects.replace("0006", "0007")
+    objects.replace("0006", None)
+    objects.execute(DROP_CURRENT_FLOW_TABLE)
+    objects.replace(None, "0007")
 
 
 def downgrade() -> None:
-    objects.replace("0007", "0006")
+    objects.replace("0007", None)
+    objects.execute(CURRENT_FLOW_TABLE)
+    objects.replace(None, "0006")

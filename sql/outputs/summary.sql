@@ -5,7 +5,11 @@
 -- summary_json(), flywheel_json(), prometheus_text() and summary_targets, and by anyone asking ad hoc.
 -- It is the newest row of flywheel.snapshots with the settings it was computed with (its row of
 -- flywheel.settings_versions: release 0006 keeps a version's id in each snapshot instead of a copy), so
--- reading it is two index probes; the work happened in flywheel.refresh().
+-- reading it is two index probes; the work happened in flywheel.refresh(), whose
+-- flywheel.write_snapshot() writes the row as insert ... select from the metric definitions of
+-- sql/metrics/. Not a materialized view: the snapshot row is already the stored result, and
+-- REFRESH MATERIALIZED VIEW CONCURRENTLY of a copy of it costs 2.5-6 ms at every refresh (two temporary
+-- tables and a diff), a routine refresh at M 43% slower (docs/refresh.md).
 --
 -- When changing this, also change: summary_json, flywheel_json, prometheus_text, summary_targets.
 --
@@ -44,24 +48,8 @@ order by snapshot_id desc
 limit 1;
 
 comment on view flywheel.summary is
-    'The flywheel health metrics as of the last flywheel.refresh(): one row (none before the first refresh). Definitions: metrics.md.';
+    'The flywheel health metrics as of the last flywheel.refresh(): one row (none before the first refresh), the newest snapshot. Definitions: metrics.md and the functions of sql/metrics/ (flywheel.incident_metrics, execution_metrics, knowledge_metrics, playbook_metrics).';
 
 -- The columns mean what the same columns of flywheel.snapshots (settings: of flywheel.settings_versions)
 -- mean: copy those comments, so the two can never disagree.
-do $comments$
-declare
-    column_name name;
-begin
-    for column_name in
-        select attname from pg_attribute
-        where attrelid = 'flywheel.summary'::regclass and attnum > 0 and not attisdropped
-    loop
-        execute format('comment on column flywheel.summary.%I is %L', column_name,
-                       (select col_description(attrelid, attnum) from pg_attribute
-                        where attrelid in ('flywheel.snapshots'::regclass, 'flywheel.settings_versions'::regclass)
-                          and attname = column_name and not attisdropped
-                        order by attrelid = 'flywheel.snapshots'::regclass desc
-                        limit 1));
-    end loop;
-end
-$comments$;
+select flywheel.comment_columns_like('flywheel.summary', array['flywheel.snapshots', 'flywheel.settings_versions']::regclass[]);

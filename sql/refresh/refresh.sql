@@ -11,10 +11,12 @@
 --   daily_executions  refresh_executions_full / refresh_executions_incremental (with recent_executions)
 --   daily_knowledge   refresh_knowledge_full / refresh_knowledge_incremental
 --   tracked_rows      full only: rebuild_tracked_rows (tracked_* and the watermarks)
---   windows, active_incidents
---                     write_snapshot: every metric, current_flow and the snapshots row
---   snapshot          save_refresh_state (where the next run starts), flywheel.record_history (the
+--   active_incidents  count_active_incidents: the stuck and TYPE-4 counts (flywheel.stuck_counts)
+--   snapshot          write_snapshot: the snapshots row, insert ... select from the metric definitions
+--                     of sql/metrics/, and the materialized view current_flow refreshed concurrently;
+--                     save_refresh_state (where the next run starts), flywheel.record_history (the
 --                     history tiers, pruned), refresh_log and sync_log pruned after `retention`
+-- The metrics' definitions are the functions of sql/metrics/ (docs/metrics.md names each one's).
 -- The rollups' full definitions are plain queries over the source (daily_incidents_from_source,
 -- daily_executions_from_source, recent_executions_from_source, daily_knowledge_from_source); the
 -- full steps write them, and the incremental steps keep the rollups equal to them.
@@ -73,6 +75,7 @@ declare
     executions record;
     knowledge record;
     tracked record;
+    active record;
     stuck_changed bigint;
     type4_changed bigint;
     metrics_now timestamptz;
@@ -155,14 +158,15 @@ begin
         end if;
         unusable := nullif(jsonb_strip_nulls(unusable), '{}');
 
-        select * into steps, step_started
-          from flywheel.write_snapshot(run, incidents.undated_incidents, incidents.undated_alertname_missing,
-                                       incidents.undated_investigating, incidents.undated_mitigating,
-                                       knowledge.undated_knowledge, knowledge.undated_unvectorized,
-                                       executions.recent_executions_from, stuck_changed, type4_changed,
-                                       (flywheel.setting('min_sample') #>> '{}')::bigint,
-                                       (flywheel.setting('stuck_after') #>> '{}')::interval,
-                                       (flywheel.setting('current_flow_limit') #>> '{}')::integer, steps, step_started);
+        select * into active from flywheel.count_active_incidents(run, stuck_changed, type4_changed);
+        steps := steps || flywheel.timed_step(active.step, step_started);
+        step_started := clock_timestamp();
+        perform flywheel.write_snapshot(metrics_now, started, incidents.undated_incidents,
+                                        incidents.undated_alertname_missing, incidents.undated_investigating,
+                                        incidents.undated_mitigating, knowledge.undated_knowledge,
+                                        knowledge.undated_unvectorized, active.incidents_stuck, active.type4_count,
+                                        executions.recent_executions_from, run.incidents_rows, run.executions_rows,
+                                        run.knowledge_rows);
         perform flywheel.save_refresh_state(run, mode = 'full', tracked.incidents_watermark, tracked.executions_watermark,
                                             tracked.knowledge_watermark, executions.recent_executions_from);
         -- History in tiers (issue 13): the snapshot folded into its bucket of every tier, and the

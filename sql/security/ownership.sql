@@ -13,6 +13,9 @@
 -- refresh fail ("query would be affected by row-level security policy"; `flywheel-sync check` says
 -- what to do) instead of running the policy's code.
 --
+-- The materialized views (current_flow) belong to flywheel_owner too: only their owner may
+-- REFRESH them, and the refresh runs as it.
+--
 -- Written as a loop over the catalog rather than per signature: a routine that becomes SECURITY
 -- DEFINER in a later release, or a refresh with another signature, is handed over without an edit
 -- here. Ownership can only be given to a role the migrating role may SET ROLE to, which has CREATE
@@ -29,6 +32,7 @@ declare
     may_set_role constant text := case when current_setting('server_version_num')::integer >= 160000
                                        then 'SET' else 'MEMBER' end;
     routine regprocedure;
+    materialized regclass;
     source regclass;
 begin
     -- BYPASSRLS is allowed: a DBA who keeps row-level security on a source table may give it, and
@@ -59,6 +63,14 @@ begin
     loop
         execute format('alter routine %s owner to flywheel_owner', routine);
         execute format('alter routine %s set row_security = off', routine);
+    end loop;
+    -- REFRESH MATERIALIZED VIEW needs the owner: the refresh runs as flywheel_owner, and a DBA who
+    -- migrated (a member of it) may refresh them too (release 0007).
+    for materialized in
+        select c.oid::regclass from pg_class c
+        where c.relnamespace = 'flywheel'::regnamespace and c.relkind = 'm' order by c.oid
+    loop
+        execute format('alter materialized view %s owner to flywheel_owner', materialized);
     end loop;
     revoke create on schema flywheel from flywheel_owner;
 
