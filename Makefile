@@ -28,7 +28,7 @@ bench: setup
 
 ## docs: regenerate docs/commands.md from --help
 docs: setup
-	$(BIN)/python -m flywheel_sync.docgen > docs/commands.md
+	$(BIN)/python -m flywheel_sync.cli.docgen > docs/commands.md
 
 ## stop: stop the demo's embedded servers
 stop: setup

@@ -1,10 +1,10 @@
 """Packs the past releases' object files into the wheel.
 
-A checkout reads a past release's SQL from its git history (flywheel_sync/releases.py); an installed
-wheel has no history, so its build copies every file a past release names, as it was at that release's
-commit, to ``flywheel_sync/_data/past_releases/<commit>/<path>``, where the installed package looks
-first. That is what lets `flywheel-sync downgrade` work from a wheel without the repository keeping a
-copy of each release's files.
+A checkout reads a past release's SQL from its git history (flywheel_sync/database/releases.py); an
+installed wheel has no history, so its build copies every file a past release names, as it was at that
+release's commit, to ``flywheel_sync/_data/past_releases/<commit>/<path>``, where the installed package
+looks first. That is what lets `flywheel-sync downgrade` work from a wheel without the repository
+keeping a copy of each release's files.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ class PastReleasesBuildHook(BuildHookInterface):
         root = Path(self.root)
         sys.path.insert(0, str(root))
         try:
-            from flywheel_sync.releases import PAST_RELEASES
+            from flywheel_sync.database.releases import PAST_RELEASES
         finally:
             sys.path.remove(str(root))
         packed = self._packed = Path(tempfile.mkdtemp(prefix="flywheel-past-releases-"))

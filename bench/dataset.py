@@ -1,12 +1,12 @@
 """The benchmark's servers and data set: built once per scale with the project's generator, then reused.
 
 Two PostgreSQL servers: the embedded one (PostgreSQL 16 from a wheel, no JIT library) and the
-machine's Debian PostgreSQL 15 (flywheel_sync.pgcluster: its default settings, JIT on), a cluster
+machine's Debian PostgreSQL 15 (flywheel_sync.local.pgcluster: its default settings, JIT on), a cluster
 under bench/.cache/debian15 that the benchmark starts itself; FLYWHEEL_DATABASE_URL overrides both.
 
 Each scale, layout (plain or partitioned source tables) and state (normal; stuck: a fifth of all
 incidents left active; realistic: the last week's traffic the same at every scale, see
-flywheel_sync.generate) gets a database of its own, ``flywheel_bench_<scale>[_partitioned][_<state>]``,
+flywheel_sync.local.generate) gets a database of its own, ``flywheel_bench_<scale>[_partitioned][_<state>]``,
 marked by a comment so that the benchmark only ever drops a database it made. A database is reused
 when its row counts are exactly the scale's (the benchmark deletes every row it adds, so a finished
 run leaves them so).
@@ -22,7 +22,8 @@ import psycopg
 import sqlalchemy as sa
 
 import grafana_panels
-from flywheel_sync import db, embedded, generate, migrate, pgcluster
+from flywheel_sync.database import db, migrate
+from flywheel_sync.local import embedded, generate, pgcluster
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 POSTGRES_KINDS = ("embedded", "debian15")

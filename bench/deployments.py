@@ -1,7 +1,7 @@
 """The refresh as production runs it: on the machine's Debian PostgreSQL 15 (default settings, JIT on)
 and on the embedded server, on plain and on range-partitioned source tables, on a normal platform, on
 a stuck one (a fifth of all incidents active for months) and on a realistic one (scale S's recent
-traffic at every scale, flywheel_sync.generate).
+traffic at every scale, flywheel_sync.local.generate).
 
 For each server, layout and state (each a cached database of bench/dataset.py) it times, with the
 refresh function's JIT at the server's default and with the function-level ``jit = off``:
@@ -50,7 +50,8 @@ import psycopg
 
 import dataset
 import measures
-from flywheel_sync import generate, releases
+from flywheel_sync.database import releases
+from flywheel_sync.local import generate
 
 REFRESH_FUNCTION = "flywheel.refresh(timestamptz, boolean)"
 JIT_MODES = ("server default", "function jit = off")

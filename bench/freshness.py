@@ -45,8 +45,9 @@ import redis
 
 import dataset
 import measures
-from flywheel_sync import db, generate
-from flywheel_sync import sync as syncing
+from flywheel_sync.database import db
+from flywheel_sync.local import generate
+from flywheel_sync.mirror import sync_pass as syncing
 
 REDIS_DATABASE = 7
 POLL_SECONDS = 0.02

@@ -35,7 +35,9 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from flywheel_sync import db, generate, grafana  # noqa: E402
+from flywheel_sync.database import db  # noqa: E402
+from flywheel_sync.local import generate  # noqa: E402
+from flywheel_sync.outputs import grafana  # noqa: E402
 from tests.grafana_macros import TimeRange, expand, parse_interval  # noqa: E402
 
 BASELINE = "select * from flywheel.summary"

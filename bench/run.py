@@ -44,7 +44,8 @@ import dataset
 import grafana_panels
 import measures
 import sync_bench
-from flywheel_sync import db, generate, migrate
+from flywheel_sync.database import db, migrate
+from flywheel_sync.local import generate
 
 
 @dataclass

@@ -38,8 +38,9 @@ from redis.utils import HIREDIS_AVAILABLE
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import measures  # noqa: E402
-from flywheel_sync import db, demo, migrate  # noqa: E402
-from flywheel_sync import sync as syncing  # noqa: E402
+from flywheel_sync.database import db, migrate  # noqa: E402
+from flywheel_sync.local import demo  # noqa: E402
+from flywheel_sync.mirror import sync_pass as syncing  # noqa: E402
 
 BENCH_DATABASE = "flywheel_bench_sync"
 OVERSIZED_KEYS = 4

@@ -1,6 +1,6 @@
 """Where the SQL files, the migrations and alembic.ini are: beside the package in a checkout, inside
 it (``_data``) in a wheel, which also packs the past releases' object files that a checkout reads from
-its git history (flywheel_sync/objects.py)."""
+its git history (flywheel_sync/database/objects.py)."""
 
 from __future__ import annotations
 

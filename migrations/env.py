@@ -6,7 +6,7 @@ created before the version table needs it, and removed again when a downgrade re
 nothing of flywheel-sync remains (but the cluster-wide roles: see migrations 0001 and 0005).
 
 An upgrade creates the views and functions of the release it ends at once, after all its
-migrations (flywheel_sync.objects.one_release_per_upgrade): `migrate --sql` prints the end state.
+migrations (flywheel_sync.database.objects.one_release_per_upgrade): `migrate --sql` prints the end state.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import os
 import sqlalchemy as sa
 from alembic import command, context
 
-from flywheel_sync import objects
-from flywheel_sync.db import DATABASE_URL_ENV, create_engine
+from flywheel_sync.database import objects
+from flywheel_sync.database.db import DATABASE_URL_ENV, create_engine
 
 SCHEMA = "flywheel"
 VERSION_TABLE = "alembic_version"
@@ -44,7 +44,7 @@ def _configure(**options) -> None:
 
 
 def _upgrading() -> bool:
-    """True for an upgrade, from flywheel_sync.migrate (which says so) or from plain alembic."""
+    """True for an upgrade, from flywheel_sync.database.migrate (which says so) or from plain alembic."""
     if "upgrading" in config.attributes:
         return config.attributes["upgrading"]
     invoked = getattr(config.cmd_opts, "cmd", None)

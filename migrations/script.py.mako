@@ -7,7 +7,7 @@ Create Date: ${create_date}
 
 from alembic import op
 
-from flywheel_sync import objects
+from flywheel_sync.database import objects
 
 revision = ${repr(up_revision)}
 down_revision = ${repr(down_revision)}

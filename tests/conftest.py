@@ -32,7 +32,9 @@ import pytest
 import redis
 import sqlalchemy as sa
 
-from flywheel_sync import db, embedded, generate, migrate, worker
+from flywheel_sync.database import db, migrate
+from flywheel_sync.local import embedded, generate
+from flywheel_sync.mirror import worker
 from tests.serving import FreezableRelay
 
 TEST_DATABASE_ENV = "FLYWHEEL_TEST_DATABASE_URL"

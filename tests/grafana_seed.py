@@ -20,7 +20,7 @@ from contextlib import contextmanager
 
 import sqlalchemy as sa
 
-from flywheel_sync import db
+from flywheel_sync.database import db
 from tests.platform import (AS_OF, DAY, HOUR, MINUTE, add_execution, add_executions, add_incident,
                             add_knowledge_entry, add_playbook, refresh)
 

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from flywheel_sync import stats_server
+from flywheel_sync.outputs import stats_server
 
 
 @contextmanager

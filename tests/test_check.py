@@ -7,8 +7,8 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from flywheel_sync import db
-from flywheel_sync import refresh as refreshing
+from flywheel_sync.database import db
+from flywheel_sync.database import refresh as refreshing
 from tests.cli import run
 from tests.platform import add_incident
 

@@ -11,8 +11,8 @@ import click
 import psycopg
 import sqlalchemy as sa
 
-from flywheel_sync import db
 from flywheel_sync.cli import cli
+from flywheel_sync.database import db
 from tests.cli import error_line, run
 from tests.platform import refresh
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from flywheel_sync import demo, embedded, sync
+from flywheel_sync.local import demo, embedded
+from flywheel_sync.mirror import sync_pass
 
 
 def drop_demo_database_if_the_demo_made_it(databases) -> None:
@@ -27,8 +28,8 @@ def test_demo_runs_end_to_end_and_tells_how_to_connect(postgres_server_url, redi
         steps = demo.next_steps(servers)
         assert "export FLYWHEEL_DATABASE_URL=" in steps and "export FLYWHEEL_REDIS_URL=" in steps
     finally:
-        client = sync.connect_redis(redis_server_url)
-        for batch in sync.scan_batches(client, demo.DEMO_PLAYBOOK_PREFIX + "*"):
+        client = sync_pass.connect_redis(redis_server_url)
+        for batch in sync_pass.scan_batches(client, demo.DEMO_PLAYBOOK_PREFIX + "*"):
             client.delete(*batch)
         client.close()
         drop_demo_database_if_the_demo_made_it(databases)
@@ -49,12 +50,12 @@ def test_the_demos_embedded_redis_keeps_its_playbooks_across_a_stop_and_a_start(
     """`make stop` then `make demo` (or `flywheel-sync embedded start`): the playbooks are still
     there, so the next sync is not refused as a mass delete."""
     monkeypatch.chdir(tmp_path)
-    client = sync.connect_redis(demo.start_redis().url)
+    client = sync_pass.connect_redis(demo.start_redis().url)
     client.set(f"{demo.DEMO_PLAYBOOK_PREFIX}PB-1", b'{"status": "approved"}')
     client.close()
     try:
         assert embedded.stop(demo.HOME / "redis")
-        client = sync.connect_redis(demo.start_redis().url)
+        client = sync_pass.connect_redis(demo.start_redis().url)
         assert client.get(f"{demo.DEMO_PLAYBOOK_PREFIX}PB-1") == b'{"status": "approved"}'
         client.close()
     finally:

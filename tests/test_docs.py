@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flywheel_sync.docgen import commands_page
+from flywheel_sync.cli.docgen import commands_page
 
 ROOT = Path(__file__).resolve().parents[1]
 

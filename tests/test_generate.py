@@ -1,11 +1,12 @@
-"""The sample-data generator's states: what a larger size adds in each (flywheel_sync.generate)."""
+"""The sample-data generator's states: what a larger size adds in each (flywheel_sync.local.generate)."""
 
 from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
 
-from flywheel_sync import db, generate
+from flywheel_sync.database import db
+from flywheel_sync.local import generate
 
 # Two sizes whose average day exceeds scale S's, with ten times the rows over three times the days:
 # in the realistic state both get S's week of traffic, and the larger one ten times the history.

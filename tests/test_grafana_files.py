@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from flywheel_sync import grafana
 from flywheel_sync.cli import cli
+from flywheel_sync.outputs import grafana
 
 CHECKED_IN = Path(__file__).resolve().parent.parent / "grafana"
 needs_promtool = pytest.mark.skipif(shutil.which("promtool") is None,

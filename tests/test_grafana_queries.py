@@ -14,7 +14,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from flywheel_sync import db, grafana
+from flywheel_sync.database import db
+from flywheel_sync.outputs import grafana
 from tests.grafana_macros import TimeRange, expand, parse_interval
 from tests.grafana_seed import REFRESHES, ReaderRole, seed
 from tests.platform import AS_OF, DAY, HOUR, MINUTE, TAIPEI_MIDNIGHT, add_executions, refresh, utc

@@ -10,7 +10,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from flywheel_sync import db, generate, grafana, migrate
+from flywheel_sync.database import db, migrate
+from flywheel_sync.local import generate
+from flywheel_sync.outputs import grafana
 from tests.grafana_macros import TimeRange, expand
 from tests.platform import AS_OF, DAY, HOUR, MINUTE, add_incident, add_knowledge_entry, refresh, set_setting
 

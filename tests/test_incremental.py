@@ -12,10 +12,11 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flywheel_sync import check, db, generate, migrate
-from flywheel_sync import refresh as refreshing
 from flywheel_sync.cli import cli
+from flywheel_sync.database import check, db, migrate
+from flywheel_sync.database import refresh as refreshing
 from flywheel_sync.errors import RefreshBusy
+from flywheel_sync.local import generate
 from tests.platform import (AS_OF, DAY, HOUR, MINUTE, add_execution, add_incident, add_knowledge_entry, add_playbook,
                             set_setting, summary_row)
 

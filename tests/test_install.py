@@ -19,7 +19,8 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from flywheel_sync import db, embedded, generate
+from flywheel_sync.database import db
+from flywheel_sync.local import embedded, generate
 from tests.cli import error_line, run
 
 ROOT = Path(__file__).resolve().parents[1]

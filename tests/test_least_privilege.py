@@ -11,8 +11,9 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from flywheel_sync import db, generate, migrate
+from flywheel_sync.database import db, migrate
 from flywheel_sync.errors import MigrationPrivilegesMissing
+from flywheel_sync.local import generate
 from tests.cli import run
 from tests.platform import AS_OF, add_incident
 

@@ -13,7 +13,8 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from flywheel_sync import db, generate, migrate, releases
+from flywheel_sync.database import db, migrate, releases
+from flywheel_sync.local import generate
 from tests.cli import error_line, run
 
 SMALL = generate.Size(incidents=500, executions=300, knowledge_entries=100, playbooks=0, days=14, embedding_dim=4)

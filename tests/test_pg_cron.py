@@ -20,7 +20,8 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from flywheel_sync import db, generate, migrate, pgcluster
+from flywheel_sync.database import db, migrate
+from flywheel_sync.local import generate, pgcluster
 from tests.platform import add_incident
 
 pytestmark = pytest.mark.slow

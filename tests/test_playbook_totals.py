@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from flywheel_sync import db, generate, migrate
+from flywheel_sync.database import db, migrate
+from flywheel_sync.local import generate
 from tests.platform import add_playbook
 
 COUNTED = """

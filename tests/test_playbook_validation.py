@@ -7,7 +7,7 @@ import json
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from flywheel_sync.playbooks import BIGINT_MAX, MAX_DEPTH, MAX_VALUE_BYTES, readable, validate, wrong_type
+from flywheel_sync.mirror.validation import BIGINT_MAX, MAX_DEPTH, MAX_VALUE_BYTES, readable, validate, wrong_type
 
 counts = st.integers(min_value=0, max_value=BIGINT_MAX)
 # Text PostgreSQL can store (no NUL, no lone surrogate); the other kind has tests of its own.

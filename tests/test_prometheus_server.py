@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from flywheel_sync import grafana
+from flywheel_sync.outputs import grafana
 from tests.platform import AS_OF, DAY, HOUR, MINUTE, add_executions, add_incident, add_knowledge_entry, add_playbook, refresh
 from tests.serving import serving
 

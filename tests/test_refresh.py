@@ -10,10 +10,10 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from flywheel_sync import db, migrate, releases
+from flywheel_sync.database import db, migrate, releases
+from flywheel_sync.database.refresh import refresh as refresh_from_python
 from flywheel_sync.errors import RefreshBusy, RefreshFailed
 from flywheel_sync.paths import SQL_DIR
-from flywheel_sync.refresh import refresh as refresh_from_python
 from tests.cli import error_line, run
 from tests.platform import (
     AS_OF, DAY, MINUTE, TAIPEI_MIDNIGHT, add_execution, add_executions, add_incident, add_knowledge_entry, refresh,

@@ -16,10 +16,10 @@ from datetime import datetime, timezone
 import pytest
 import sqlalchemy as sa
 
-from flywheel_sync import sync as syncing
-from flywheel_sync import worker
-from flywheel_sync.refresh_schedule import RefreshSchedule
-from flywheel_sync.worker import Log
+from flywheel_sync.mirror import worker
+from flywheel_sync.mirror import sync_pass as syncing
+from flywheel_sync.mirror.refresh_schedule import RefreshSchedule
+from flywheel_sync.mirror.worker import Log
 from tests.conftest import Lines
 from tests.platform import add_incident, eventually, playbook_value
 
@@ -230,3 +230,18 @@ def test_sigterm_during_a_refresh_finishes_it_and_exits_zero_and_a_second_exits_
     else:
         assert events == ["exiting_at_once"]
         assert newest_refresh(owner_engine) == held_at
+
+
+def test_the_schedule_refreshes_on_one_connection_instead_of_logging_in_each_time(engine):
+    clock = [0.0]
+    schedule = RefreshSchedule(every=2.0, after_change=False, log=Log(json_lines=True, stream=Lines()),
+                               clock=lambda: clock[0])
+    backends = []
+    try:
+        for tick in (0.0, 2.0, 4.0):
+            clock[0] = tick
+            assert schedule.run_if_due(engine) is True
+            backends.append(schedule.connection.info.backend_pid)
+    finally:
+        schedule.close()
+    assert len(set(backends)) == 1 and schedule.connection is None

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flywheel_sync.refresh import refresh as refresh_from_python
+from flywheel_sync.database.refresh import refresh as refresh_from_python
 from tests.cli import error_line, run
 from tests.platform import set_setting
 

@@ -2,7 +2,7 @@
 commands that write refuse it in one line.
 
 The test starts its own primary (the machine's PostgreSQL 15, password authentication,
-flywheel_sync.pgcluster), fills it with the Grafana data set, and makes a standby of it with
+flywheel_sync.local.pgcluster), fills it with the Grafana data set, and makes a standby of it with
 pg_basebackup -R; the reads then run on the standby only.
 """
 
@@ -18,7 +18,9 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from flywheel_sync import db, generate, migrate, pgcluster, stats_server
+from flywheel_sync.database import db, migrate
+from flywheel_sync.local import generate, pgcluster
+from flywheel_sync.outputs import stats_server
 from tests.cli import error_line, run
 from tests.grafana_seed import ReaderRole, seed
 from tests.platform import DAY

@@ -23,14 +23,15 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
-from flywheel_sync import db, stats_server, summary, textfile
 from flywheel_sync.cli import cli
+from flywheel_sync.database import db
+from flywheel_sync.outputs import stats_server, summary, textfile
 from tests.serving import serving
 from tests.platform import AS_OF, HOUR, add_executions, eventually, refresh
 
 # Computed when read, so it differs between two reads of the same refresh.
 AGE = "awoooi_flywheel_refresh_age_seconds"
-LOGGER = "flywheel_sync.stats_server"
+LOGGER = "flywheel_sync.outputs.stats_server"
 
 
 def request(url: str, method: str = "GET", headers: dict | None = None, timeout: float = 30):
@@ -509,7 +510,8 @@ def test_textfile_refuses_a_name_the_collector_would_ignore(database_url, tmp_pa
 def test_textfile_rename_is_made_durable_by_flushing_the_folder(tmp_path):
     path = tmp_path / "flywheel.prom"
     trace = tmp_path / "trace"
-    script = f"from pathlib import Path; from flywheel_sync import textfile; textfile.write_textfile(Path({str(path)!r}), 'x 1\\n')"
+    script = ("from pathlib import Path; from flywheel_sync.outputs import textfile; "
+              f"textfile.write_textfile(Path({str(path)!r}), 'x 1\\n')")
     subprocess.run(["strace", "-f", "-y", "-e", "trace=fsync,rename,renameat,renameat2", "-o", str(trace),
                     sys.executable, "-c", script], check=True)
     calls = [line.split(None, 1)[1] for line in trace.read_text().splitlines()]

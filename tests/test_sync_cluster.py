@@ -7,7 +7,7 @@ import time
 import pytest
 from redis.cluster import RedisCluster
 
-from flywheel_sync import sync as syncing
+from flywheel_sync.mirror import sync_pass as syncing
 from tests.platform import eventually, mirror_of, playbook_value
 
 pytestmark = pytest.mark.slow

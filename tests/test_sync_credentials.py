@@ -14,9 +14,10 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from flywheel_sync import db, worker
 from flywheel_sync.cli import cli
+from flywheel_sync.database import db
 from flywheel_sync.errors import AuthenticationFailed
+from flywheel_sync.mirror import worker
 from tests.cli import error_line
 from tests.platform import eventually, mirror_of, playbook_value
 

@@ -9,9 +9,9 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from flywheel_sync import playbooks
-from flywheel_sync import sync as syncing
 from flywheel_sync.cli import cli
+from flywheel_sync.mirror import validation
+from flywheel_sync.mirror import sync_pass as syncing
 from tests.cli import error_line
 from tests.platform import eventually, mirror_of, playbook_value, sync_log
 
@@ -39,7 +39,7 @@ def totals_and_recount(engine) -> tuple[sa.Row, sa.Row]:
     ("1e-16383", True), ("5e-16383", True), ("1e-16384", False), ("1.0e-16383", False), ("0e-16384", False),
 ])
 def test_a_number_is_valid_exactly_when_postgresql_can_store_it_in_jsonb(engine, number, storable):
-    record = playbooks.validate(b'{"status": "approved", "x": %s}' % number.encode())
+    record = validation.validate(b'{"status": "approved", "x": %s}' % number.encode())
     with engine.connect() as connection:
         try:
             connection.execute(sa.text("select cast(:document as jsonb)"), {"document": f'{{"x": {number}}}'})
@@ -52,8 +52,8 @@ def test_a_number_is_valid_exactly_when_postgresql_can_store_it_in_jsonb(engine,
 
 
 def test_counts_whose_sum_is_beyond_bigint_are_invalid():
-    at_limit = playbooks.validate(playbook_value("approved", BIGINT_MAX - 1, 1))
-    beyond = playbooks.validate(playbook_value("approved", BIGINT_MAX, 1))
+    at_limit = validation.validate(playbook_value("approved", BIGINT_MAX - 1, 1))
+    beyond = validation.validate(playbook_value("approved", BIGINT_MAX, 1))
     assert at_limit.valid
     assert beyond.invalid_reason == "success_count + failure_count is beyond bigint (9223372036854775807)"
 
@@ -190,7 +190,7 @@ def test_the_worker_refusing_a_mass_delete_says_so_and_keeps_applying_events(
 
 
 def test_a_value_over_the_limit_is_invalid_without_being_fetched(engine, redis_client, playbook_pattern, playbook_key):
-    size = playbooks.MAX_VALUE_BYTES + 1
+    size = validation.MAX_VALUE_BYTES + 1
     redis_client.set(playbook_key("PB-1"), b'{"status": "approved", "pad": "' + b"x" * size + b'"}')
     redis_client.set(playbook_key("PB-2"), playbook_value())
     before = redis_client.info("stats")["total_net_output_bytes"]

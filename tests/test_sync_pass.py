@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flywheel_sync import embedded
-from flywheel_sync import sync as syncing
+from flywheel_sync.local import embedded
+from flywheel_sync.mirror import sync_pass as syncing
 from tests.platform import add_playbook, mirror_of, playbook_value, refresh, set_setting, sync_log
 
 

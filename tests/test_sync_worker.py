@@ -14,9 +14,10 @@ import pytest
 import redis
 import sqlalchemy as sa
 
-from flywheel_sync import db, worker
-from flywheel_sync import sync as syncing
-from flywheel_sync.playbooks import validate, wrong_type
+from flywheel_sync.database import db
+from flywheel_sync.mirror import worker
+from flywheel_sync.mirror import sync_pass as syncing
+from flywheel_sync.mirror.validation import validate, wrong_type
 from tests.platform import eventually, mirror_of, playbook_value, sync_log
 
 pytestmark = pytest.mark.usefixtures("keyspace_events_restored")

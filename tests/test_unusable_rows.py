@@ -9,7 +9,7 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from flywheel_sync import db
+from flywheel_sync.database import db
 from tests.cli import run
 from tests.platform import AS_OF, DAY, add_execution, add_incident, add_knowledge_entry, summary_row
 

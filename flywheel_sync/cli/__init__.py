@@ -1,4 +1,5 @@
-"""The flywheel-sync command line: a thin click layer over the library.
+"""The flywheel-sync command line: a thin click layer over the library's parts (database, mirror,
+outputs, local).
 
 Each command parses its options, calls one library function and prints. Commands are grouped by
 concern, one module each; this module only assembles them.
@@ -32,7 +33,7 @@ class FlywheelGroup(click.Group):
             error = _database_error(exc)
             if error is None:
                 raise
-            from .. import pg
+            from ..database import pg
 
             raise FlywheelError(pg.describe(error)) from exc
 

@@ -39,7 +39,7 @@ def migrate(database_url: str | None, offline: bool, revision: str, start: str |
         flywheel-sync migrate
         flywheel-sync migrate --sql > flywheel.sql     # review, then psql -f flywheel.sql
     """
-    from .. import migrate as migrations
+    from ..database import migrate as migrations
 
     if offline:
         click.echo(migrations.upgrade_sql(revision, start), nl=False)
@@ -79,8 +79,8 @@ def downgrade(engine, revision: str) -> None:
     Example:
         flywheel-sync downgrade base
     """
-    from .. import check as contract
-    from .. import migrate as migrations
+    from ..database import check as contract
+    from ..database import migrate as migrations
 
     before = migrations.current_revision(engine)
     migrations.downgrade(engine, revision)
@@ -110,7 +110,7 @@ def check(engine, source_schema: str | None, as_json: bool) -> None:
     Example:
         flywheel-sync check --source-schema platform
     """
-    from .. import check as contract
+    from ..database import check as contract
 
     report = contract.check(engine, source_schema)
     if as_json:
@@ -135,7 +135,7 @@ def settings(context: click.Context, database_url: str | None, as_json: bool) ->
         flywheel-sync settings
         flywheel-sync settings set timezone Europe/Berlin
     """
-    from .. import settings as configuration
+    from ..database import settings as configuration
 
     if context.invoked_subcommand is not None:
         return
@@ -164,7 +164,7 @@ def settings_set(engine, key: str, value: str) -> None:
         flywheel-sync settings set stuck_after "12 hours"
         flywheel-sync settings set mcp_providers '["k8s", "ssh"]'
     """
-    from .. import settings as configuration
+    from ..database import settings as configuration
 
     changed = configuration.set_setting(engine, key, value)
     click.echo(f"{changed.key} = {configuration.display(changed.value)} (takes effect at the next refresh)")
@@ -197,7 +197,7 @@ def refresh(database_url: str | None, as_of: datetime | None, full: bool, as_jso
         */1 * * * *  flywheel-sync refresh --json >> /var/log/flywheel-refresh.log
         flywheel-sync refresh --full    # now, e.g. after repairing source rows
     """
-    from .. import refresh as refreshing
+    from ..database import refresh as refreshing
 
     result = refreshing.refresh(database_url, as_of, full)
     if as_json:
@@ -239,8 +239,8 @@ def summary(engine, shape: str | None, with_timestamps: bool, textfile: Path | N
         flywheel-sync summary --prometheus
         flywheel-sync summary --textfile /var/lib/node_exporter/textfile/flywheel.prom
     """
-    from .. import summary as results
-    from .. import textfile as textfiles
+    from ..outputs import summary as results
+    from ..outputs import textfile as textfiles
 
     if textfile is not None:
         if shape or with_timestamps:
@@ -278,7 +278,7 @@ def generate(engine, size: str, source_schema: str, seed: float, state: str) -> 
     Example:
         flywheel-sync generate --size S --source-schema bench
     """
-    from .. import generate as sample
+    from ..local import generate as sample
 
     chosen = sample.SIZES[size]
     total = chosen.incidents + chosen.executions + chosen.knowledge_entries

@@ -23,7 +23,7 @@ def demo(database_url: str | None, redis_url: str | None) -> None:
     Example:
         flywheel-sync demo
     """
-    from .. import demo as demonstration
+    from ..local import demo as demonstration
 
     def progress(total: int, label: str):
         bar = click.progressbar(length=total, label=label, show_pos=True)
@@ -53,8 +53,8 @@ def start() -> None:
     Example:
         eval "$(flywheel-sync embedded start)"
     """
-    from .. import demo as demonstration
-    from .. import embedded as servers
+    from ..local import demo as demonstration
+    from ..local import embedded as servers
 
     postgres = servers.start_postgres(demonstration.HOME / "postgres")
     redis = demonstration.start_redis()
@@ -65,8 +65,8 @@ def start() -> None:
 @embedded.command()
 def stop() -> None:
     """Stop both servers (their data stays under .flywheel/)."""
-    from .. import demo as demonstration
-    from .. import embedded as servers
+    from ..local import demo as demonstration
+    from ..local import embedded as servers
 
     for name in ("postgres", "redis"):
         stopped = servers.stop(demonstration.HOME / name)
@@ -76,8 +76,8 @@ def stop() -> None:
 @embedded.command()
 def status() -> None:
     """Say which embedded servers run, and where."""
-    from .. import demo as demonstration
-    from .. import embedded as servers
+    from ..local import demo as demonstration
+    from ..local import embedded as servers
 
     for name in ("postgres", "redis"):
         server = servers.status(demonstration.HOME / name)

@@ -27,7 +27,7 @@ def grafana(output: Path, check: bool) -> None:
         flywheel-sync grafana
         flywheel-sync grafana --check      # in CI: is grafana/ up to date?
     """
-    from .. import grafana as dashboards
+    from ..outputs import grafana as dashboards
 
     if check:
         stale = dashboards.differences(output)
@@ -68,7 +68,7 @@ def _serve(database_url: str | None, host: str, port: int, with_timestamps: bool
            refresh_interval: int) -> None:
     import logging
 
-    from .. import stats_server as stats
+    from ..outputs import stats_server as stats
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     options = stats.ServerOptions(with_timestamps=with_timestamps, deadline=deadline, workers=workers,

@@ -36,7 +36,7 @@ as_json = click.option("--json", "as_json", is_flag=True, help="Print JSON for s
 @contextlib.contextmanager
 def engine_for(url: str | None) -> Iterator[Engine]:
     """An engine for the URL, disposed afterwards."""
-    from ..db import create_engine
+    from ..database.db import create_engine
 
     engine = create_engine(url)
     try:

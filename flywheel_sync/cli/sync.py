@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .. import playbooks
-from ..playbooks import DEFAULT_PATTERN
+from ..mirror import validation
+from ..mirror.validation import DEFAULT_PATTERN
 from .options import as_json, echo_json, echo_table, redis_url, with_engine
 
 if TYPE_CHECKING:
-    from ..sync import InvalidRow
+    from ..mirror.sync_pass import InvalidRow
 
 
 @click.command()
@@ -65,8 +65,8 @@ def sync(engine, redis_url: str | None, pattern: str, follow: bool, list_invalid
         flywheel-sync sync --follow --refresh-every 2 --refresh-after-change --log-format json
         flywheel-sync sync --health 900 || echo "no complete sync in 15 minutes"
     """
-    from .. import sync as syncing
-    from .. import worker
+    from ..mirror import sync_pass as syncing
+    from ..mirror import worker
 
     if list_invalid:
         _print_invalid(syncing.invalid_rows(engine), as_json)
@@ -87,8 +87,8 @@ def sync(engine, redis_url: str | None, pattern: str, follow: bool, list_invalid
 
 
 def _one_pass(engine, redis_url: str, pattern: str, allow_mass_delete: bool, as_json: bool) -> None:
-    from .. import sync as syncing
-    from .. import worker
+    from ..mirror import sync_pass as syncing
+    from ..mirror import worker
 
     client = syncing.connect_redis(redis_url)
     try:
@@ -126,13 +126,13 @@ def _print_invalid(rows: list[InvalidRow], as_json: bool) -> None:
         return
     # A key or a value may hold terminal escape sequences: shown escaped, never sent to the terminal.
     echo_table(["playbook_id", "reason", "changed_at"],
-               [[playbooks.printable(row.playbook_id), playbooks.printable(row.invalid_reason), row.changed_at]
+               [[validation.printable(row.playbook_id), validation.printable(row.invalid_reason), row.changed_at]
                 for row in rows])
     click.echo(f"{len(rows)} invalid record(s); they count in no metric until fixed in Redis")
 
 
 def _health(engine, max_age: float, as_json: bool) -> None:
-    from .. import sync as syncing
+    from ..mirror import sync_pass as syncing
 
     status = syncing.health(engine, max_age)
     if as_json:

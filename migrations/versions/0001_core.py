@@ -1,14 +1,14 @@
 """Core: settings, snapshots, daily rollups, current flow, playbook mirror, run logs, roles.
 
 The tables are written here (a table is changed by later migrations, not replaced); the views and
-functions come from sql/ through flywheel_sync.objects, release 0001.
+functions come from sql/ through flywheel_sync.database.objects, release 0001.
 
 Revision ID: 0001
 Revises:
 Create Date: 2026-11-28
 """
 
-from flywheel_sync import objects
+from flywheel_sync.database import objects
 
 revision = "0001"
 down_revision = None

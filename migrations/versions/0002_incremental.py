@@ -12,7 +12,7 @@ Revises: 0001
 Create Date: 2026-11-28
 """
 
-from flywheel_sync import objects
+from flywheel_sync.database import objects
 
 revision = "0002"
 down_revision = "0001"

@@ -15,7 +15,7 @@ Revises: 0003
 Create Date: 2026-12-01
 """
 
-from flywheel_sync import objects
+from flywheel_sync.database import objects
 
 revision = "0004"
 down_revision = "0003"

@@ -11,7 +11,7 @@ Revises: 0004
 Create Date: 2026-12-01
 """
 
-from flywheel_sync import objects
+from flywheel_sync.database import objects
 
 revision = "0005"
 down_revision = "0004"

@@ -25,7 +25,7 @@ Revises: 0005
 Create Date: 2026-12-01
 """
 
-from flywheel_sync import objects
+from flywheel_sync.database import objects
 
 revision = "0006"
 down_revision = "0005"
@@ -80,7 +80,7 @@ comment on table flywheel.snapshots is
     'One row per refresh: every summary metric at that time; flywheel.summary is the newest row. The raw tier of the history: pruned after the history_raw_retention setting, folded into flywheel.history_buckets for longer ranges.';
 """
 
-# The tiers' columns are what the dashboard's time-series panels aggregate (flywheel_sync/grafana.py):
+# The tiers' columns are what the dashboard's time-series panels aggregate (flywheel_sync/outputs/grafana.py):
 # averages as sums over a count, the rest as the least or greatest value. Every tier is rows of one
 # table, told apart by bucket_width (flywheel.history_tiers lists them), filled here from the
 # snapshots there are as flywheel.record_history() folds each new one.

@@ -1,7 +1,7 @@
 """Running flywheel.refresh() from Python: one REPEATABLE READ snapshot, the statement timeout around
 it, and its errors.
 
-Through psycopg alone (:mod:`flywheel_sync.pg`), not SQLAlchemy: `flywheel-sync refresh` runs from
+Through psycopg alone (:mod:`flywheel_sync.database.pg`), not SQLAlchemy: `flywheel-sync refresh` runs from
 cron every minute, and importing SQLAlchemy would cost it more than the refresh itself (issue 13).
 """
 
@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import psycopg
 
+from ..errors import NotMigrated, RefreshBusy, RefreshFailed
 from . import pg
-from .errors import NotMigrated, RefreshBusy, RefreshFailed
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -60,14 +60,31 @@ def refresh(database: str | Engine | None, as_of: datetime | None = None, full: 
     """Run one refresh (incremental unless ``full``); raise RefreshBusy or RefreshFailed when it does not succeed.
 
     ``database`` is a database URL (None: not given), or an Engine whose URL is used (the refresh
-    takes a connection of its own, closed when it ends). ``check_schema=False`` skips the checks for
-    a primary and a current schema (five queries), for a caller that refreshes every few seconds and
-    checked them at its first refresh: a schema downgraded since still fails in one line
-    (NotMigrated), a standby with SQLSTATE 25006 (RefreshFailed).
+    takes a connection of its own, closed when it ends); :func:`refresh_on` refreshes on a connection
+    the caller keeps.
     """
-    url = database if database is None or isinstance(database, str) else _libpq_url(database)
+    url = database_url(database)
+    with pg.connect(url) as connection:
+        return refresh_on(connection, url, as_of, full, check_schema)
+
+
+def database_url(database: str | Engine | None) -> str | None:
+    """The URL of ``database``: as given when a string (or None), the Engine's otherwise."""
+    return database if database is None or isinstance(database, str) else _libpq_url(database)
+
+
+def refresh_on(connection: psycopg.Connection, url: str | None, as_of: datetime | None = None, full: bool = False,
+               check_schema: bool = True) -> RefreshResult:
+    """:func:`refresh` on an open connection (not in autocommit), left open and idle for the next.
+
+    The worker refreshes every few seconds on one connection: a new one each time cost a login
+    (SCRAM's key derivation on both sides) and a backend start per refresh. ``check_schema=False``
+    skips the checks for a primary and a current schema (five queries), for a caller that checked
+    them at its first refresh: a schema downgraded since still fails in one line (NotMigrated), a
+    standby with SQLSTATE 25006 (RefreshFailed). ``url`` only names the database in errors.
+    """
     try:
-        with pg.connect(url) as connection, pg.one_line_failures(url):
+        with pg.one_line_failures(url):
             if check_schema:
                 pg.require_primary(connection)
                 require_current_schema(connection, url)
@@ -84,6 +101,7 @@ def refresh(database: str | Engine | None, as_of: datetime | None = None, full: 
         known = _known_failure(exc)
         if known is None:
             raise
+        connection.rollback()
         raise known from exc
     result = _result(raw, computed_at_local)
     if result.status != "ok":

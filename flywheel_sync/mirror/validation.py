@@ -10,7 +10,7 @@ others from counting (the old service fell back to 0 for the whole metric).
 PostgreSQL could not store as jsonb or text (NaN, NUL characters, lone surrogates), so a record that
 passes here is always writable as a row: numbers beyond PostgreSQL's numeric (which jsonb stores
 them as) are refused too. What one record cannot tell -- that its counts would take the mirror's
-totals beyond bigint -- the sync finds when PostgreSQL refuses the write (flywheel_sync.sync.write).
+totals beyond bigint -- the sync finds when PostgreSQL refuses the write (flywheel_sync.mirror.sync_pass.write).
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ import psycopg.errors
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from ..errors import InvalidSetting
 from . import db
-from .errors import InvalidSetting
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 benchmark and the tests that need what the embedded server lacks: JIT (llvmjit), pg_cron, password
 authentication and a streaming standby.
 
-The embedded server (:mod:`flywheel_sync.embedded`) is PostgreSQL 16 from a wheel, without the JIT
+The embedded server (:mod:`flywheel_sync.local.embedded`) is PostgreSQL 16 from a wheel, without the JIT
 library, with trust authentication; a platform runs its distribution's server with its default
 settings. A :class:`Cluster` is that: ``initdb`` with scram-sha-256 for TCP connections (a superuser
 ``postgres`` with a random password), default settings except where it listens, on 127.0.0.1 and a
@@ -25,8 +25,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import FlywheelError
 from .embedded import _free_port, _pid_alive, _wait_for_port
-from .errors import FlywheelError
 
 DEBIAN_BINARIES = Path("/usr/lib/postgresql/15/bin")
 SYSTEM_USER = "postgres"

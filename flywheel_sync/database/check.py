@@ -362,7 +362,7 @@ def _check_source_security(connection: Connection, schema: str) -> list[Finding]
 
 
 def _migration_due(connection: Connection) -> bool:
-    from .migrate import head_revision  # here: flywheel_sync.migrate imports this module
+    from .migrate import head_revision  # here: flywheel_sync.database.migrate imports this module
 
     version_table = connection.execute(sa.text("select to_regclass('flywheel.alembic_version')")).scalar()
     if version_table is None:

@@ -15,8 +15,10 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from . import db, embedded, generate, migrate, refresh, summary
-from . import sync as syncing
+from ..database import db, migrate, refresh
+from ..mirror import sync_pass as syncing
+from ..outputs import summary
+from . import embedded, generate
 
 DEMO_DATABASE = "flywheel_demo"
 DEMO_MARKER = "flywheel-sync demo data: safe to drop"

@@ -3,7 +3,7 @@
 The head release (:data:`HEAD_RELEASE`) is the files under ``sql/`` as they are, in the order of
 :data:`HEAD`. A past release is a commit of this repository and its files' paths there
 (:class:`PastRelease`), read from git history or, in a wheel, from the copy hatch_build.py packed when
-the wheel was built. flywheel_sync/objects.py explains how migrations use them.
+the wheel was built. flywheel_sync/database/objects.py explains how migrations use them.
 
 Only the standard library here: the wheel's build hook imports this module to know what to pack.
 """
@@ -16,7 +16,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .paths import PACKED_RELEASES_DIR, REPOSITORY_ROOT, SQL_DIR
+from ..paths import PACKED_RELEASES_DIR, REPOSITORY_ROOT, SQL_DIR
 
 HEAD_RELEASE = "0007"
 
@@ -160,7 +160,7 @@ def past_text(commit: str, path: str) -> str:
     except OSError:
         shown = None
     if shown is None or shown.returncode != 0:
-        from .errors import PastReleaseUnavailable
+        from ..errors import PastReleaseUnavailable
 
         raise PastReleaseUnavailable(
             f"{path} of commit {commit[:12]} is neither packed with this installation nor in a git history "

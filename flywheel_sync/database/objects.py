@@ -5,13 +5,13 @@ Every object is one file, ``sql/<group>/<name>.sql``: its current definition, th
 object means editing its file and opening a new release; the file is never copied. Each file's first
 ``-- drop:`` line says how to remove the object, so that a migration can remove one it did not write.
 
-A *release* is the ordered list of objects in force after one migration (flywheel_sync/releases.py).
-The head release is ``HEAD_RELEASE`` with the objects ``HEAD`` names, in creation order (so dependants
-come after what they use). A release that has landed is a ``PastRelease``: the commit of this
-repository where its files were the head, and their paths there. Its texts are read from git history
-(``git show``), or, in an installed wheel, from the copy its build packed (hatch_build.py): the way
-TimescaleDB builds its downgrade scripts from the previous release's tag, so the repository holds each
-definition once.
+A *release* is the ordered list of objects in force after one migration
+(flywheel_sync/database/releases.py). The head release is ``HEAD_RELEASE`` with the objects ``HEAD``
+names, in creation order (so dependants come after what they use). A release that has landed is a
+``PastRelease``: the commit of this repository where its files were the head, and their paths there. Its
+texts are read from git history (``git show``), or, in an installed wheel, from the copy its build
+packed (hatch_build.py): the way TimescaleDB builds its downgrade scripts from the previous release's
+tag, so the repository holds each definition once.
 
 A migration that changes any object calls :func:`replace`: it drops the previous release's objects (in
 reverse order, so dependants go first) and creates its own (in order), which makes the end state of
@@ -126,8 +126,9 @@ def one_release_per_upgrade(run: Executor) -> Iterator[None]:
     try:
         yield
         if _upgrade.last is not None:
-            create(_upgrade.last, run, heading=f"-- The views and functions of release {_upgrade.last}, each once "
-                                               "(flywheel_sync/objects.py):\n\n")
+            create(_upgrade.last, run,
+                   heading=f"-- The views and functions of release {_upgrade.last}, each once "
+                           "(flywheel_sync/database/objects.py):\n\n")
         for sql in _upgrade.after_objects:
             execute(sql, run)
     finally:

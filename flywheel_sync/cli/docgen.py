@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from .cli import cli
+from . import cli
 
 HEADER = """# Commands
 

@@ -23,7 +23,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import FlywheelError
+from ..errors import FlywheelError
 
 POSTGRES_SYSTEM_USER = "pgserver"  # PostgreSQL refuses to run as root; pgserver uses this user too
 

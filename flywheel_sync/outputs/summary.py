@@ -9,8 +9,8 @@ import psycopg.errors
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from . import db
-from .errors import NotRefreshed
+from ..database import db
+from ..errors import NotRefreshed
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,12 @@ It applies changes within about a second of their happening, from Redis keyspace
 delete, rename, expiry: each names a key, which the worker re-reads and writes as it is now), and
 still runs a full reconciliation pass on an interval, since notifications are fire-and-forget and
 are lost while disconnected. Notifications that arrive during a pass are held and applied after it;
-the pass leaves their keys alone when it deletes (see :mod:`flywheel_sync.sync`).
+the pass leaves their keys alone when it deletes (see :mod:`flywheel_sync.mirror.sync_pass`).
 
 One worker per database: it holds the session advisory lock ('flyw', 2) on a connection of its own
 (the refresh uses ('flyw', 1)). A second worker waits for the lock (or exits, with --no-wait).
 Redis or PostgreSQL down: retry with capped exponential backoff and jitter, logged, and resume;
-with Redis down the refresh goes on (flywheel_sync.refresh_schedule decides when it runs).
+with Redis down the refresh goes on (flywheel_sync.mirror.refresh_schedule decides when it runs).
 SIGTERM or SIGINT: stop taking work, let the batch or refresh in hand be written, close, exit 0; a
 second signal exits at once (status 128 + the signal's number), rolling back what was in hand.
 """
@@ -34,11 +34,11 @@ import sqlalchemy as sa
 from redis.cluster import RedisCluster
 from sqlalchemy.engine import Engine
 
-from . import db
-from . import sync as syncing
-from .errors import AuthenticationFailed, DatabaseUnavailable, FlywheelError
+from ..database import db
+from ..errors import AuthenticationFailed, DatabaseUnavailable, FlywheelError
+from ..urls import mask
+from . import sync_pass as syncing
 from .refresh_schedule import RefreshSchedule
-from .urls import mask
 
 LOCK_KEY = (0x666C7977, 2)  # 'flyw' and 2: the sync worker's advisory lock (the refresh's is 1)
 NOTIFY_FLAGS = "Kg$xe"  # keyspace channel; generic (del, rename, expire), string, expired, evicted
@@ -177,6 +177,7 @@ def follow(engine: Engine, options: FollowOptions, log: Log, stopping: Stopping)
             # The source tables still change: the metrics go on being refreshed while Redis is away.
             _retry(log, backoff, stopping, "redis_unavailable", mask(options.redis_url), exc,
                    between=lambda: _refresh_if_due(engine, log, schedule))
+    schedule.close()
     if stopping.signal_name:
         log("stopping", signal=stopping.signal_name)
     totals.refreshes = schedule.total

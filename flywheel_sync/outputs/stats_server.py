@@ -56,8 +56,8 @@ from urllib.parse import urlsplit
 import psycopg
 import psycopg.errors
 
-from . import db
-from .errors import FlywheelError
+from ..database import db
+from ..errors import FlywheelError
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """PostgreSQL through psycopg alone: what a command that starts often (refresh, from cron) needs,
 without SQLAlchemy's half second of imports.
 
-It also holds the one-line wording of database failures for every caller: :mod:`flywheel_sync.db`
+It also holds the one-line wording of database failures for every caller: :mod:`flywheel_sync.database.db`
 gives these functions the psycopg error inside SQLAlchemy's.
 """
 
@@ -13,8 +13,8 @@ from urllib.parse import parse_qsl, unquote
 
 import psycopg
 
-from .errors import AuthenticationFailed, DatabaseUnavailable, FlywheelError, NotMigrated, ReadOnlyStandby
-from .urls import DATABASE_URL_ENV, mask, problem
+from ..errors import AuthenticationFailed, DatabaseUnavailable, FlywheelError, NotMigrated, ReadOnlyStandby
+from ..urls import DATABASE_URL_ENV, mask, problem
 
 EXPECTED_URL = "expected postgresql://user:password@host:5432/dbname"
 APPLICATION_NAME = "flywheel-sync"
@@ -43,7 +43,7 @@ def require_url(url: str | None) -> str:
 
 
 def connection_parameters(url: str | None) -> dict[str, str]:
-    """libpq's parameters from a database URL, read as SQLAlchemy reads it (flywheel_sync.db), so a URL
+    """libpq's parameters from a database URL, read as SQLAlchemy reads it (flywheel_sync.database.db), so a URL
     means the same to every command: user name, password and database name percent-decoded, the host
     as written (IPv6 without its brackets), the query's parameters as they are. libpq's own URL parser
     is stricter (it refuses a bare space in a password)."""

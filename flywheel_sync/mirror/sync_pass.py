@@ -6,7 +6,7 @@ is read. What makes it cheap when little changed: the table's content hashes are
 start, so a value whose hash is unchanged is neither parsed nor rewritten (its ``last_seen_at`` is
 bumped, in bulk with its batch, only once it is older than LAST_SEEN_RESOLUTION).
 
-A value over the size limit (playbooks.MAX_VALUE_BYTES) is invalid whatever it holds, so it is never
+A value over the size limit (validation.MAX_VALUE_BYTES) is invalid whatever it holds, so it is never
 fetched: a pipelined STRLEN of the batch comes first, and the MGET reads only the values within the
 limit. A batch PostgreSQL refuses (a record whose counts would take the mirror's totals beyond
 bigint, or anything validation missed) is written again key by key, so that only the key it refuses
@@ -16,7 +16,7 @@ Deletion is exact: after a *complete* scan, the rows the pass found at its start
 not see are gone from Redis. A pass that would delete more than half the rows it found (a pattern
 typo, an emptied Redis) deletes nothing and says so, unless told ``allow_mass_delete``. A pass cut short (Redis dropped, a timeout, a stop) deletes nothing and
 is recorded as incomplete. SCAN may return a key twice (the pass skips repeats) and may or may not
-return a key changed during the scan; the follow mode (:mod:`flywheel_sync.worker`) covers those
+return a key changed during the scan; the follow mode (:mod:`flywheel_sync.mirror.worker`) covers those
 with the keyspace events it applies after the pass, and the pass spares the keys those events name
 and every row written since it started.
 
@@ -46,10 +46,11 @@ from redis.cluster import RedisCluster
 from redis.retry import Retry
 from sqlalchemy.engine import Engine
 
-from . import db, playbooks
-from .errors import AuthenticationFailed, FlywheelError
-from .playbooks import DEFAULT_PATTERN
-from .urls import REDIS_URL_ENV, mask, problem
+from ..database import db
+from ..errors import AuthenticationFailed, FlywheelError
+from ..urls import REDIS_URL_ENV, mask, problem
+from . import validation
+from .validation import DEFAULT_PATTERN
 
 SCAN_COUNT = 1000
 REDIS_TIMEOUT_SECONDS = 10.0
@@ -108,7 +109,7 @@ class Batch:
     """One batch of keys read from Redis, sorted into what the table needs done."""
 
     keys: list[bytes] = field(default_factory=list)
-    records: list[playbooks.Record] = field(default_factory=list)
+    records: list[validation.Record] = field(default_factory=list)
     hashes: list[bytes] = field(default_factory=list)
     new: list[bool] = field(default_factory=list)
     unchanged: list[bytes] = field(default_factory=list)
@@ -205,7 +206,7 @@ def key_prefix(pattern: str) -> bytes:
 
 
 def playbook_id(key: bytes, prefix: bytes) -> str:
-    return playbooks.readable(key[len(prefix):] if key.startswith(prefix) else key)
+    return validation.readable(key[len(prefix):] if key.startswith(prefix) else key)
 
 
 def scan_batches(client, pattern: str) -> Iterator[list[bytes]]:
@@ -250,8 +251,8 @@ def read_batch(client, keys: list[bytes], known: dict[bytes, Known] | None) -> B
     """
     batch = Batch()
     sizes = value_sizes(client, keys)
-    within_limit = [key for key, size in zip(keys, sizes) if size is not None and size <= playbooks.MAX_VALUE_BYTES]
-    oversized = [(key, size) for key, size in zip(keys, sizes) if size is not None and size > playbooks.MAX_VALUE_BYTES]
+    within_limit = [key for key, size in zip(keys, sizes) if size is not None and size <= validation.MAX_VALUE_BYTES]
+    oversized = [(key, size) for key, size in zip(keys, sizes) if size is not None and size > validation.MAX_VALUE_BYTES]
     values = read_values(client, within_limit)
     missing = [key for key, size in zip(keys, sizes) if size is None]
     missing += [key for key, value in zip(within_limit, values) if value is None]
@@ -261,7 +262,7 @@ def read_batch(client, keys: list[bytes], known: dict[bytes, Known] | None) -> B
     if missing:
         _read_missing(client, missing, found, batch, known)
     for key, value in found.items():
-        _sort(batch, key, _hash(value), known, playbooks.validate, value)
+        _sort(batch, key, _hash(value), known, validation.validate, value)
     return batch
 
 
@@ -275,7 +276,7 @@ def _read_missing(client, missing: list[bytes], found: dict[bytes, bytes], batch
         elif kind == "string":
             reappeared.append(key)
         else:
-            _sort(batch, key, _hash(b"type:" + kind.encode()), known, playbooks.wrong_type, kind)
+            _sort(batch, key, _hash(b"type:" + kind.encode()), known, validation.wrong_type, kind)
     if reappeared:
         for key, value in zip(reappeared, read_values(client, reappeared)):
             if value is None:
@@ -288,10 +289,10 @@ def _read_oversized(client, oversized: list[tuple[bytes, int]], batch: Batch, kn
     """Values over the limit: invalid from their size and first bytes (GETRANGE), never fetched whole."""
     pipeline = client.pipeline(transaction=False)
     for key, _ in oversized:
-        pipeline.getrange(key, 0, playbooks.EXCERPT_BYTES - 1)
+        pipeline.getrange(key, 0, validation.EXCERPT_BYTES - 1)
     for (key, size), head in zip(oversized, pipeline.execute(raise_on_error=False)):
         head = head if isinstance(head, bytes) else b""
-        _sort(batch, key, _hash(b"oversized:%d:" % size + head), known, lambda raw: playbooks.oversized(*raw), (size, head))
+        _sort(batch, key, _hash(b"oversized:%d:" % size + head), known, lambda raw: validation.oversized(*raw), (size, head))
 
 
 def _hash(value: bytes) -> bytes:
@@ -665,7 +666,7 @@ def _write_key_by_key(engine: Engine, batch: Batch, prefix: bytes) -> tuple[int,
         try:
             counts = _write_once(engine, single, prefix)
         except REFUSED as exc:
-            single.records = [playbooks.refused(refusal_reason(exc))]
+            single.records = [validation.refused(refusal_reason(exc))]
             batch.invalid += record.valid  # counted invalid, with a row or (unstorable) without
             try:
                 counts = _write_once(engine, single, prefix)
@@ -695,7 +696,7 @@ def _count(result: PassResult, batch: Batch, counts: tuple[int, int, int, int]) 
     if batch.unstorable and result.error is None:
         key, reason = batch.unstorable[0]
         result.error = (f"{len(batch.unstorable)} key(s) PostgreSQL cannot store even as an invalid row, "
-                        f"such as {playbooks.readable(key[:80])!r}: {reason}")
+                        f"such as {validation.readable(key[:80])!r}: {reason}")
 
 
 def apply_keys(engine: Engine, client, keys: Iterable[bytes], pattern: str = DEFAULT_PATTERN) -> PassResult:

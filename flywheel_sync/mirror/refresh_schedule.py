@@ -15,6 +15,10 @@ thread, so a SIGTERM lets the refresh in hand finish.
   is retried without taking the database's time every few seconds.
 - **A lost connection** is not caught here: it ends the worker's pass, which reconnects with backoff.
 
+The refreshes run on one psycopg connection the schedule keeps between them (a login per refresh
+cost SCRAM's key derivation and a backend start every few seconds), opened at the first refresh and
+again after a failure that may have broken it; :meth:`RefreshSchedule.close` closes it.
+
 Log lines: ``refreshed`` for a full refresh, a refresh after a change, and one slower than half
 its interval (which the next waits for); every ``summary_every`` seconds one ``refresh_summary`` line with the counts and times of
 the interval refreshes since the last (at a 2-second cadence a line per refresh would be 43,200 a day).
@@ -26,12 +30,12 @@ import statistics
 import time
 from dataclasses import dataclass, field
 
-import sqlalchemy as sa
+import psycopg
 from sqlalchemy.engine import Engine
 
-from . import db
-from . import refresh as refreshing
-from .errors import RefreshBusy, RefreshFailed
+from ..database import pg
+from ..database import refresh as refreshing
+from ..errors import RefreshBusy, RefreshFailed
 
 FAILURE_BACKOFF_CAP = 60.0
 SUMMARY_SECONDS = 60.0
@@ -77,6 +81,12 @@ class RefreshSchedule:
         self.change_pending = False
         self.counts = Counts()
         self.total = 0
+        self.connection: psycopg.Connection | None = None
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
 
     def changed(self) -> None:
         """The mirror changed: with ``after_change``, refresh at the next call (unless backing off)."""
@@ -94,22 +104,32 @@ class RefreshSchedule:
             return False
         reason = "after_change" if self.change_pending else "interval"
         self.change_pending = False
-        refreshed = self._refresh(engine, reason, self.clock())
+        try:
+            refreshed = self._refresh(engine, reason, self.clock())
+        except BaseException:
+            self.close()
+            raise
         self._maybe_summarise()
         return refreshed
 
     def _refresh(self, engine: Engine, reason: str, started: float) -> bool:
-        holder = other_refresher(engine)
-        if holder is not None:
-            self._skip(holder, started)
-            return False
+        url = refreshing.database_url(engine)
+        if self.connection is None:
+            self.connection = pg.connect(url)
         try:
-            result = refreshing.refresh(engine, check_schema=not self.schema_checked)
+            with pg.one_line_failures(url):
+                holder = other_refresher(self.connection)
+            if holder is not None:
+                self._skip(holder, started)
+                return False
+            result = refreshing.refresh_on(self.connection, url, check_schema=not self.schema_checked)
         except RefreshBusy as exc:
             # Another refresher took the lock between the look above and this refresh: name it too.
-            self._skip(other_refresher(engine) or str(exc).split(";", 1)[0], started)
+            self._skip(other_refresher(self.connection) or str(exc).split(";", 1)[0], started)
             return False
         except RefreshFailed as exc:
+            # A fresh connection for the next try: this failure may have been the connection's.
+            self.close()
             self.failures += 1
             self.counts.failed += 1
             delay = min(FAILURE_BACKOFF_CAP, (self.every or 1.0) * 2 ** (self.failures - 1))
@@ -162,10 +182,11 @@ class RefreshSchedule:
                  ms_max=max(times) if times else None, computed_at=counts.computed_at)
 
 
-def other_refresher(engine: Engine) -> str | None:
+def other_refresher(connection: psycopg.Connection) -> str | None:
     """The session of another refresher holding (or waiting for) the refresh lock, in words; None if none."""
-    with db.connect(engine) as connection:
-        row = connection.execute(sa.text(OTHER_REFRESHER)).first()
+    row = connection.execute(OTHER_REFRESHER).fetchone()
+    # pg_stat_activity is read once per transaction: end it, so the next look sees the present.
+    connection.commit()
     if row is None:
         return None
     pid, application, login = row

@@ -11,9 +11,9 @@ from alembic.util.exc import CommandError
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
+from ..errors import MigrationPrivilegesMissing, UnknownRevision
+from ..paths import ALEMBIC_INI, MIGRATIONS_DIR
 from . import check, db
-from .errors import MigrationPrivilegesMissing, UnknownRevision
-from .paths import ALEMBIC_INI, MIGRATIONS_DIR
 
 
 def alembic_config(output: io.TextIOBase | None = None) -> Config:

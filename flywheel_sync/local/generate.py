@@ -3,7 +3,7 @@
 The demo needs weeks of realistic incidents, executions and knowledge entries; the benchmarks need
 millions. Every row is made by ``insert ... select ... from generate_series(...)`` in chunks (a
 progress bar advances per chunk), with a seeded ``random()``, so the same options give the same data.
-Playbooks live in Redis and are written by :mod:`flywheel_sync.sync`'s sample loader.
+Playbooks live in Redis and are written by :mod:`flywheel_sync.mirror.sync_pass`'s sample loader.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from datetime import date, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from . import db
-from .paths import REFERENCE_SCHEMA, REFERENCE_SCHEMA_PARTITIONED
+from ..database import db
+from ..paths import REFERENCE_SCHEMA, REFERENCE_SCHEMA_PARTITIONED
 
 CHUNK_ROWS = 50_000
 LAYOUTS = ("plain", "partitioned")

@@ -9,11 +9,11 @@ from urllib.parse import quote, urlencode
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
+from ..errors import DatabaseUnavailable
 from . import pg
-from .errors import DatabaseUnavailable
 # Also named here (db.unavailable, db.mask, ...) by the modules that work through SQLAlchemy.
+from ..urls import DATABASE_URL_ENV, REDIS_URL_ENV, mask  # noqa: F401
 from .pg import is_refused_login, unavailable  # noqa: F401
-from .urls import DATABASE_URL_ENV, REDIS_URL_ENV, mask  # noqa: F401
 
 
 def parse_url(url: str | None) -> URL:
@@ -96,5 +96,5 @@ def require_schema(connection: Connection) -> None:
 
 
 def require_primary(connection: Connection) -> None:
-    """Raise ReadOnlyStandby on a hot standby (see :func:`flywheel_sync.pg.require_primary`)."""
+    """Raise ReadOnlyStandby on a hot standby (see :func:`flywheel_sync.database.pg.require_primary`)."""
     pg.require_primary(connection.connection.driver_connection)

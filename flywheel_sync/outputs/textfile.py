@@ -13,8 +13,8 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
+from ..errors import FlywheelError
 from . import summary
-from .errors import FlywheelError
 
 SUFFIX = ".prom"
 
