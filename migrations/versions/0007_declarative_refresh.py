@@ -18,7 +18,7 @@ Revises: 0006
 Create Date: 2026-12-07
 """
 
-from flywheel_sync import objects
+from flywheel_sync.database import objects
 
 revision = "0007"
 down_revision = "0006"
