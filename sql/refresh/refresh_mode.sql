@@ -18,7 +18,7 @@
 -- partition has one of its own (what check's partition-by-partition recipe leaves before the
 -- parent's index is attached and valid).
 --
--- When changing this, also change: flywheel_sync/check.py (the indexes wanted), docs/refresh.md.
+-- When changing this, also change: flywheel_sync/database/check.py (the indexes wanted), docs/refresh.md.
 --
 -- drop: drop function if exists flywheel.refresh_mode(flywheel.refresh_state, boolean, text, text, timestamptz)
 create function flywheel.refresh_mode(state flywheel.refresh_state, full_asked boolean, zone text, source_schema text,
