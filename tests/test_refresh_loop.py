@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 import pytest
 import sqlalchemy as sa
 
+from flywheel_sync.database import db
 from flywheel_sync.mirror import worker
 from flywheel_sync.mirror import sync_pass as syncing
 from flywheel_sync.mirror.refresh_schedule import RefreshSchedule
@@ -245,3 +246,19 @@ def test_the_schedule_refreshes_on_one_connection_instead_of_logging_in_each_tim
     finally:
         schedule.close()
     assert len(set(backends)) == 1 and schedule.connection is None
+
+
+def test_a_refresher_of_another_database_cloned_from_the_same_template_is_not_taken_for_this_ones(
+        engine, databases, migrated_template):
+    # The clone has the same OIDs, flywheel.refresh_lock's included; pg_locks lists every database's locks.
+    clone = db.create_engine(databases.url(databases.create(template=migrated_template)))
+    schedule = RefreshSchedule(every=2.0, after_change=False, log=Log(json_lines=True, stream=Lines()),
+                               clock=lambda: 0.0)
+    try:
+        with clone.connect() as other_refresher:
+            other_refresher.execute(sa.text("select flywheel.take_refresh_lock()"))
+            assert schedule.run_if_due(engine) is True
+            other_refresher.rollback()
+    finally:
+        schedule.close()
+        clone.dispose()

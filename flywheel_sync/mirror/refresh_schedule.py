@@ -41,10 +41,14 @@ FAILURE_BACKOFF_CAP = 60.0
 SUMMARY_SECONDS = 60.0
 
 # Another session holding (or waiting for) the refresh's row lock holds ROW EXCLUSIVE on the table.
+# pg_locks lists the whole cluster's locks, and a relation's OID is unique only in its database: a
+# database cloned from another (CREATE DATABASE ... TEMPLATE) has the same OIDs, so without the
+# database the refresher of a staging copy would look like this database's.
 OTHER_REFRESHER = """
 select a.pid, coalesce(nullif(a.application_name, ''), 'no application name'), a.usename
 from pg_locks l join pg_stat_activity a using (pid)
 where l.locktype = 'relation' and l.relation = to_regclass('flywheel.refresh_lock')
+  and l.database = (select oid from pg_database where datname = current_database())
   and l.mode = 'RowExclusiveLock' and l.granted and l.pid <> pg_backend_pid()
 order by a.xact_start
 limit 1
