@@ -214,3 +214,18 @@ def test_an_unknown_revision_is_refused_in_one_line_listing_the_revisions(databa
     assert result.exit_code == 1
     assert error_line(result).startswith("Error: no revision ") and "0001, 0002" in error_line(result)
     assert "Traceback" not in result.output
+
+
+def test_each_metric_of_the_summary_names_in_its_comment_the_function_that_defines_it(engine):
+    with engine.connect() as connection:
+        comments = dict(connection.execute(sa.text(
+            "select attname, col_description(attrelid, attnum) from pg_attribute"
+            " where attrelid = 'flywheel.summary'::regclass and attnum > 0")).all())
+        functions = set(connection.execute(sa.text(
+            "select proname from pg_proc where pronamespace = 'flywheel'::regnamespace")).scalars())
+    not_metrics = {"snapshot_id", "computed_at", "timezone", "settings", "settings_version_id", "refresh_ms"}
+    named = {column: re.search(r"defined by flywheel\.(\w+)\(\) in sql/metrics/(\w+)\.sql", comment or "")
+             for column, comment in comments.items() if column not in not_metrics}
+    assert [column for column, match in named.items() if match is None] == []
+    assert {match[1] for match in named.values()} <= functions
+    assert all((releases.SQL_DIR / "metrics" / f"{match[2]}.sql").is_file() for match in named.values())

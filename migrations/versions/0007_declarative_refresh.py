@@ -74,14 +74,54 @@ from (select * from flywheel.tracked_incidents
 cross join (select computed_at from flywheel.snapshots order by snapshot_id desc limit 1) as newest;
 """
 
+# Each metric column of flywheel.snapshots names where the metric is defined, so that `\d+` says it
+# (flywheel.summary's columns copy these comments when the objects are created, after this step).
+METRIC_DEFINITIONS = """
+(values ('incident_metrics', array['incidents_total', 'incidents_alertname_missing', 'alertname_null_rate',
+                                   'incidents_investigating', 'incidents_mitigating', 'incidents_stuck', 'type4_count',
+                                   'today_processed', 'execution_success_today', 'count_1h']),
+        ('execution_metrics', array['execution_success_rate', 'execution_success_rate_source',
+                                    'execution_success_sample', 'executions_24h', 'executions_7d']),
+        ('knowledge_metrics', array['km_total', 'km_unvectorized_count', 'km_vectorized_rate', 'km_created_24h',
+                                    'flywheel_conversions_today']),
+        ('playbook_metrics', array['playbook_count', 'playbooks_invalid'])) as metric (definition, columns)
+"""
+
+
+def _metric_comments(comment: str) -> str:
+    """Each metric column's comment set to ``comment``, a SQL expression of ``old`` (the comment now)
+    and ``defined_by`` (where the metric is defined)."""
+    return f"""
+do $comments$
+declare
+    metric record;
+    column_name text;
+    old text;
+    defined_by text;
+begin
+    for metric in select * from {METRIC_DEFINITIONS} loop
+        defined_by := format('; defined by flywheel.%s() in sql/metrics/%s.sql', metric.definition, metric.definition);
+        foreach column_name in array metric.columns loop
+            old := col_description('flywheel.snapshots'::regclass,
+                                   (select attnum from pg_attribute
+                                    where attrelid = 'flywheel.snapshots'::regclass and attname = column_name));
+            execute format('comment on column flywheel.snapshots.%I is %L', column_name, {comment});
+        end loop;
+    end loop;
+end
+$comments$;
+"""
+
 
 def upgrade() -> None:
     objects.replace("0006", None)
     objects.execute(DROP_CURRENT_FLOW_TABLE)
+    objects.execute(_metric_comments("old || defined_by"))
     objects.replace(None, "0007")
 
 
 def downgrade() -> None:
     objects.replace("0007", None)
+    objects.execute(_metric_comments("replace(old, defined_by, '')"))
     objects.execute(CURRENT_FLOW_TABLE)
     objects.replace(None, "0006")

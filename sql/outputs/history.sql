@@ -1,7 +1,7 @@
 -- flywheel.history(range_from, range_to, interval_ms): the dashboard's history rows for a range, from
 -- the coarsest tier that still draws one point per $__interval; flywheel.history_tier() says which.
 --
--- Answers: Grafana's time-series panels (flywheel_sync/grafana.py), which call it with $__timeFrom(),
+-- Answers: Grafana's time-series panels (flywheel_sync/outputs/grafana.py), which call it with $__timeFrom(),
 -- $__timeTo() and $__interval_ms and bin its rows by $__interval, at any range in about the same
 -- time: a panel about 1,000 px wide reads at most a few thousand rows whatever the range (issue 13).
 -- The tier is the coarsest one no coarser than interval_ms that still holds range_from (its retention
@@ -20,7 +20,7 @@
 -- query, with its plan cached, rather than inlined into every panel's plan.
 --
 -- When changing this, also change: flywheel.record_history and flywheel.history_buckets (the
--- columns), the panels (flywheel_sync/grafana.py), docs/grafana.md.
+-- columns), the panels (flywheel_sync/outputs/grafana.py), docs/grafana.md.
 --
 -- drop: drop function if exists flywheel.history(timestamptz, timestamptz, bigint); drop function if exists flywheel.history_tier(timestamptz, bigint)
 create function flywheel.history_tier(range_from timestamptz, interval_ms bigint)

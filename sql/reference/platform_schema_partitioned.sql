@@ -1,6 +1,6 @@
 -- The reference platform tables (platform_schema.sql) in the layout a platform at scale keeps them:
 -- native range partitions by created_at, one a month, as pg_partman makes them, plus a default
--- partition. The monthly partitions themselves are made by flywheel_sync/generate.py
+-- partition. The monthly partitions themselves are made by flywheel_sync/local/generate.py
 -- (create_monthly_partitions), named as pg_partman names them: incidents_p2026_11, ..., incidents_default.
 --
 -- Used only by the tests and the benchmarks, to show that the metrics, the incremental refresh and

@@ -23,7 +23,7 @@
 -- index on the time column: its cost follows the rows it removes.
 --
 -- When changing this, also change: the columns of flywheel.history_buckets (migrations/versions/0006),
--- flywheel.history, the panels (flywheel_sync/grafana.py), docs/refresh.md and docs/settings.md.
+-- flywheel.history, the panels (flywheel_sync/outputs/grafana.py), docs/refresh.md and docs/settings.md.
 --
 -- drop: drop function if exists flywheel.record_history(timestamptz); drop function if exists flywheel.history_tiers()
 -- PL/pgSQL rather than SQL: every panel's query calls it (through flywheel.history_tier), and

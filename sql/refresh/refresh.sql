@@ -148,7 +148,7 @@ begin
               into tracked;
             stuck_changed := incidents.stuck_changed;
             type4_changed := incidents.type4_changed;
-            -- The rows skipped among the rows read (timed with the windows step).
+            -- The rows skipped among the rows read (timed with the active_incidents step).
             unusable := jsonb_build_object(
                 'incidents', flywheel.unusable_rows(run.source_schema, 'incidents', run.incidents_reason, run.incidents_read),
                 'auto_repair_executions', flywheel.unusable_rows(run.source_schema, 'auto_repair_executions',

@@ -21,7 +21,7 @@
 -- here. Ownership can only be given to a role the migrating role may SET ROLE to, which has CREATE
 -- on the schema; CREATE is granted for the hand-over only.
 --
--- When changing this, also change: flywheel_sync/check.py (_check_definer_routines), docs/migrations.md.
+-- When changing this, also change: flywheel_sync/database/check.py (_check_definer_routines), docs/migrations.md.
 --
 -- The source tables' grants outlive a downgrade, as the role does; those in schema flywheel do not.
 -- drop: revoke all on all tables in schema flywheel from flywheel_owner; revoke all on schema flywheel from flywheel_owner

@@ -6,7 +6,7 @@
 -- 0, which PostgreSQL reads as "no timeout at all". flywheel.setting_problem() bounds these settings to
 -- at most one day, well within the server's limit (2147483647 ms, about 24.8 days); a value stored
 -- before those bounds (release 0003 took '100 days') is cut to that limit rather than make set_config
--- fail. Read by flywheel.refresh(), flywheel.take_refresh_lock() and flywheel_sync/refresh.py.
+-- fail. Read by flywheel.refresh(), flywheel.take_refresh_lock() and flywheel_sync/database/refresh.py.
 --
 -- drop: drop function if exists flywheel.setting_milliseconds(text)
 create function flywheel.setting_milliseconds(setting_key text)
