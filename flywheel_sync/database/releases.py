@@ -150,6 +150,29 @@ PAST_RELEASES: dict[str, PastRelease] = {
         ("history", 1), ("stuck_counts", 1), ("refresh", 5), ("run_refresh", 3), ("grants", 5),
         ("ownership", 1))),
 }
+# The head release as it landed: changing any of its files opens release 0008 (docs/migrations.md).
+PAST_RELEASES["0007"] = PastRelease("319c0f4e584b0683b1eb9a8ec82ca4c3276ae778", (
+        "sql/outputs/iso8601.sql", "sql/settings/setting.sql", "sql/settings/setting_milliseconds.sql",
+        "sql/settings/validate_setting.sql", "sql/outputs/comment_columns_like.sql", "sql/outputs/summary.sql",
+        "sql/outputs/newest_active_incidents.sql", "sql/outputs/current_flow.sql",
+        "sql/outputs/latest_summary.sql", "sql/outputs/summary_targets.sql", "sql/outputs/summary_json.sql",
+        "sql/outputs/flywheel_json.sql", "sql/outputs/prometheus_text.sql", "sql/playbooks/count_playbooks.sql",
+        "sql/sources/local_day_key_sql.sql", "sql/refresh/clock_ceiling.sql", "sql/refresh/metrics_clock.sql",
+        "sql/refresh/refresh_failure.sql", "sql/refresh/refresh_lock.sql", "sql/sources/unusable_rows.sql",
+        "sql/sources/created_rows.sql", "sql/settings/settings_version.sql", "sql/refresh/record_history.sql",
+        "sql/outputs/history.sql", "sql/refresh/stuck_counts.sql", "sql/refresh/refresh_run.sql",
+        "sql/refresh/timed_step.sql", "sql/refresh/refresh_mode.sql", "sql/refresh/refresh_reads.sql",
+        "sql/refresh/daily_incidents_from_source.sql", "sql/refresh/executions_from_source.sql",
+        "sql/refresh/daily_knowledge_from_source.sql", "sql/refresh/refresh_incidents_full.sql",
+        "sql/refresh/refresh_incidents_incremental.sql", "sql/refresh/refresh_executions_full.sql",
+        "sql/refresh/refresh_executions_incremental.sql", "sql/refresh/refresh_knowledge_full.sql",
+        "sql/refresh/refresh_knowledge_incremental.sql", "sql/refresh/rebuild_tracked_rows.sql",
+        "sql/refresh/count_active_incidents.sql", "sql/metrics/playbook_metrics.sql",
+        "sql/metrics/incident_metrics.sql", "sql/metrics/execution_metrics.sql",
+        "sql/metrics/knowledge_metrics.sql", "sql/refresh/write_snapshot.sql",
+        "sql/refresh/save_refresh_state.sql", "sql/refresh/refresh.sql", "sql/refresh/run_refresh.sql",
+        "sql/security/grants.sql", "sql/security/ownership.sql",
+))
 
 
 def _object_name(path: str) -> str:
