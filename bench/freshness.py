@@ -242,6 +242,9 @@ def main() -> None:
                         help="the worker's --refresh-every (repeatable; default 2)")
     parser.add_argument("--reconcile-every", type=float, default=300.0,
                         help="the worker's --reconcile-every (default 300)")
+    parser.add_argument("--state", choices=dataset.STATES, default="realistic",
+                        help="platform state of the data set (default realistic: the last day's arrivals at a "
+                             "rate that does not grow with history)")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
     options = parser.parse_args()
@@ -254,7 +257,7 @@ def main() -> None:
         servers = dataset.servers(postgres)
         for scale in options.scale or ["S"]:
             say(f"{postgres}, scale {scale}")
-            url = dataset.ensure(servers.postgres_url, scale, say)
+            url = dataset.ensure(servers.postgres_url, scale, say, state=options.state)
             for refresh_every in options.refresh_every or [2.0]:
                 result = measure(url, servers.redis_url, scale, options.changes, refresh_every,
                                  options.reconcile_every, options.seed, say)

@@ -229,12 +229,15 @@ def main() -> None:
     parser.add_argument("--postgres", choices=dataset.POSTGRES_KINDS, default="embedded")
     parser.add_argument("--refresh-seconds", type=float, default=5.0, help="the refresh rate the history is built at")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--state", choices=dataset.STATES, default="realistic",
+                        help="platform state of the data set; the panels read only the history, so any will do "
+                             "(default realistic, the other benchmarks' data set)")
     options = parser.parse_args()
     refresh_every = timedelta(seconds=options.refresh_seconds)
 
     say = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
     servers = dataset.servers(options.postgres)
-    url = dataset.ensure(servers.postgres_url, options.scale, say)
+    url = dataset.ensure(servers.postgres_url, options.scale, say, state=options.state)
     engine = db.create_engine(url, poolclass=sa.pool.NullPool)
     try:
         started = time.perf_counter()
