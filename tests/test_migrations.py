@@ -13,6 +13,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
+from flywheel_sync import errors
 from flywheel_sync.database import db, migrate, releases
 from flywheel_sync.local import generate
 from tests.cli import error_line, run
@@ -107,6 +108,12 @@ def test_a_landed_release_is_never_changed_in_place():
             releases.past_text(releases.PAST_RELEASES[releases.HEAD_RELEASE].commit, path)
             for path in releases.PAST_RELEASES[releases.HEAD_RELEASE].paths]
     assert sorted({*releases.PAST_RELEASES, releases.HEAD_RELEASE}) == migrate.revisions()
+
+
+def test_a_past_release_file_that_git_history_lacks_is_refused_in_one_line():
+    # A shallow clone or an unpacked sdist has no history to read a past release from.
+    with pytest.raises(errors.PastReleaseUnavailable, match="downgrade from a full git clone of flywheel-sync"):
+        releases.past_text("0" * 40, "sql/refresh/refresh.sql")
 
 
 def test_every_past_release_is_readable_from_this_checkout():
