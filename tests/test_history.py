@@ -107,6 +107,37 @@ def test_a_settings_version_no_snapshot_uses_is_pruned_with_its_snapshots(connec
     assert versions == [45]
 
 
+def history_rows_read(connection: sa.Connection) -> int:
+    """Rows of flywheel.history_buckets this transaction has read so far, by scans of any kind."""
+    return connection.execute(sa.text(
+        "select seq_tup_read + coalesce(idx_tup_fetch, 0) from pg_stat_xact_user_tables"
+        " where relid = 'flywheel.history_buckets'::regclass")).scalar_one()
+
+
+def test_pruning_the_tiers_reads_the_buckets_it_removes_not_every_bucket_kept(connection):
+    """Each refresh prunes every tier. Kept for their default retentions at one refresh every few
+    seconds, the tiers hold some 37,000 buckets; a prune that joined them all with the tiers read every
+    one of them at every refresh (12 ms at S in release 0007)."""
+    refresh(connection, ON_THE_HOUR)
+    connection.execute(sa.text("""
+        insert into flywheel.history_buckets
+        select bucket.bucket_width, bucket.bucket_start - bucket.bucket_width * older.steps,
+               bucket.snapshots, bucket.last_computed_at - bucket.bucket_width * older.steps,
+               bucket.execution_success_rate_sum, bucket.execution_success_rate_samples,
+               bucket.km_vectorized_rate_sum, bucket.alertname_null_rate_sum, bucket.playbook_count_min,
+               bucket.playbooks_invalid_max, bucket.km_unvectorized_count_max, bucket.incidents_stuck_max,
+               bucket.type4_count_max, bucket.count_1h_max, bucket.today_processed_max,
+               bucket.execution_success_today_max, bucket.flywheel_conversions_today_max, bucket.refresh_ms_max
+        from flywheel.history_buckets as bucket
+        cross join lateral generate_series(1, case bucket.bucket_width when interval '1 minute' then 11000
+                                                                       when interval '1 hour' then 8000
+                                                                       else 1000 end) as older(steps)"""))
+    connection.execute(sa.text("analyze flywheel.history_buckets"))
+    read_before = history_rows_read(connection)
+    refresh(connection, ON_THE_HOUR + MINUTE)
+    # The refresh folds its snapshot into one bucket of each of the five tiers, and removes none.
+    assert history_rows_read(connection) - read_before < 100
+
 @pytest.mark.parametrize("interval_ms, range_from, width", [
     (59999, "1 hour", timedelta(0)),
     (60000, "1 hour", MINUTE),

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..paths import PACKED_RELEASES_DIR, REPOSITORY_ROOT, SQL_DIR
 
-HEAD_RELEASE = "0007"
+HEAD_RELEASE = "0008"
 
 HEAD: tuple[str, ...] = (
     # Formatting helper: every JSON function prints times with it.
@@ -150,7 +150,7 @@ PAST_RELEASES: dict[str, PastRelease] = {
         ("history", 1), ("stuck_counts", 1), ("refresh", 5), ("run_refresh", 3), ("grants", 5),
         ("ownership", 1))),
 }
-# The head release as it landed: changing any of its files opens release 0008 (docs/migrations.md).
+# Release 0007 as it landed (the head release until release 0008 opened: docs/migrations.md).
 PAST_RELEASES["0007"] = PastRelease("319c0f4e584b0683b1eb9a8ec82ca4c3276ae778", (
         "sql/outputs/iso8601.sql", "sql/settings/setting.sql", "sql/settings/setting_milliseconds.sql",
         "sql/settings/validate_setting.sql", "sql/outputs/comment_columns_like.sql", "sql/outputs/summary.sql",

@@ -55,6 +55,8 @@ language plpgsql
 volatile
 set search_path = pg_catalog, pg_temp
 as $$
+declare
+    retained record;
 begin
     insert into flywheel.history_buckets as kept
     select tier.bucket_width, date_bin(tier.bucket_width, computed_at, timestamptz '1970-01-01 00:00:00+00'),
@@ -83,9 +85,13 @@ begin
         flywheel_conversions_today_max = greatest(kept.flywheel_conversions_today_max, excluded.flywheel_conversions_today_max),
         refresh_ms_max = greatest(kept.refresh_ms_max, excluded.refresh_ms_max);
 
-    delete from flywheel.history_buckets as bucket
-    using flywheel.history_tiers() as tier
-    where bucket.bucket_width = tier.bucket_width and bucket.bucket_start < as_of - tier.retention;
+    -- One delete per tier, a range of the primary key (bucket_width, bucket_start) each. One delete
+    -- joined with flywheel.history_tiers() was planned as a merge join that read every bucket kept at
+    -- every refresh (12 ms at S for 37,000 buckets).
+    for retained in select * from flywheel.history_tiers() loop
+        delete from flywheel.history_buckets
+        where bucket_width = retained.bucket_width and bucket_start < as_of - retained.retention;
+    end loop;
     delete from flywheel.snapshots
     where computed_at < as_of - (flywheel.setting('history_raw_retention') #>> '{}')::interval;
     delete from flywheel.settings_versions
