@@ -9,7 +9,7 @@ code (so its schema is its release's) in its own bench/.cache, on the same kind 
     git worktree add /tmp/before 341a444 && make -C /tmp/before setup
     .venv/bin/python bench/side_by_side.py --before /tmp/before --scale S --postgres debian15
 
-A round is, for each checkout in turn: a minute of change (bench/measures.py) and a routine refresh;
+A round is, for each checkout in turn (in the other order every other round): a minute of change (bench/measures.py) and a routine refresh;
 every --full-every rounds, a full refresh; then each read once (the JSON and Prometheus functions,
 the summary view, and every dashboard panel as Grafana sends it over 7 days, each checkout with its
 own panels). Times are wall clock at the client, medians over the rounds; the ratio is this / before.
@@ -88,14 +88,16 @@ def compare(sides: list[Side], rounds: int, full_every: int) -> None:
             for sql in side.reads.values():
                 refresher.execute(sql).fetchall()
         for round_number in range(rounds):
-            for side in sides:
+            # Each round in the other order, so neither side always runs right after the other's work.
+            order = sides if round_number % 2 == 0 else sides[::-1]
+            for side in order:
                 writer, refresher, added = connections[side.label]
                 measures.minute_of_change(writer, added)
                 side.add(ROUTINE, measures.timed(lambda: measures.refresh(refresher, calls[side.label][ROUTINE])))
                 if round_number % full_every == 0:
                     side.add(FULL, measures.timed(lambda: measures.refresh(refresher, calls[side.label][FULL])))
             for name in sides[0].reads:
-                for side in sides:
+                for side in order:
                     refresher = connections[side.label][1]
                     side.add(name, measures.timed(lambda: refresher.execute(side.reads[name]).fetchall()))
     finally:
