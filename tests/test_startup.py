@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from importlib import metadata
 
 from flywheel_sync.cli import core
 from flywheel_sync.local import generate
@@ -38,6 +39,19 @@ def test_the_help_of_every_command_imports_no_database_redis_or_migration_librar
 def test_refresh_imports_psycopg_alone(database_url):
     imported = imported_by("-m", "flywheel_sync", "refresh", env={"FLYWHEEL_DATABASE_URL": database_url})
     assert "psycopg" in imported and not imported & {"sqlalchemy", "alembic", "redis"}
+
+
+def test_the_program_leaves_the_objects_of_its_imports_to_the_operating_system_at_exit():
+    """Python's exit would collect garbage over every object the imports made (gc.freeze spares it)."""
+    program = ("import atexit, gc, runpy, sys; "
+               "atexit.register(lambda: print('frozen at exit:', gc.get_freeze_count() > 0)); "
+               "sys.argv = ['flywheel-sync', '--version']; runpy.run_module('flywheel_sync', run_name='__main__')")
+    run = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout.splitlines()[-1] == "frozen at exit: True", run.stderr[-2000:]
+
+
+def test_the_console_script_is_the_program_that_freezes_at_exit():
+    assert metadata.entry_points(group="console_scripts")["flywheel-sync"].value == "flywheel_sync.cli:main"
 
 
 def test_the_size_choices_of_generate_are_the_sample_sizes():
