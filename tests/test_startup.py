@@ -11,20 +11,24 @@ import subprocess
 import sys
 from importlib import metadata
 
-from flywheel_sync.cli import core
+from flywheel_sync.cli import COMMAND_MODULES, core, demo, grafana, sync
 from flywheel_sync.local import generate
 
 # The libraries that cost start-up time, by their top-level package.
 HEAVY = ("sqlalchemy", "alembic", "redis", "psycopg")
 
 
-def imported_by(*args: str, env: dict | None = None) -> set[str]:
-    """The top-level packages a run of `python -X importtime ARGS` imported; fails on a non-zero exit."""
+def modules_imported_by(*args: str, env: dict | None = None) -> set[str]:
+    """The modules a run of `python -X importtime ARGS` imported; fails on a non-zero exit."""
     run = subprocess.run([sys.executable, "-X", "importtime", *args], capture_output=True, text=True,
                          env={**os.environ, **(env or {})})
     assert run.returncode == 0, run.stderr[-2000:]
-    names = {line.rsplit("|", 1)[1].strip() for line in run.stderr.splitlines() if line.startswith("import time:")}
-    return {name.split(".")[0] for name in names}
+    return {line.rsplit("|", 1)[1].strip() for line in run.stderr.splitlines() if line.startswith("import time:")}
+
+
+def imported_by(*args: str, env: dict | None = None) -> set[str]:
+    """The top-level packages a run of `python -X importtime ARGS` imported."""
+    return {name.split(".")[0] for name in modules_imported_by(*args, env=env)}
 
 
 def test_version_imports_no_database_redis_or_migration_library():
@@ -39,6 +43,20 @@ def test_the_help_of_every_command_imports_no_database_redis_or_migration_librar
 def test_refresh_imports_psycopg_alone(database_url):
     imported = imported_by("-m", "flywheel_sync", "refresh", env={"FLYWHEEL_DATABASE_URL": database_url})
     assert "psycopg" in imported and not imported & {"sqlalchemy", "alembic", "redis"}
+
+
+def test_refresh_imports_no_other_command_module(database_url):
+    """Nor what they import at their top (the mirror's validation for `sync`)."""
+    imported = modules_imported_by("-m", "flywheel_sync", "refresh", env={"FLYWHEEL_DATABASE_URL": database_url})
+    assert "flywheel_sync.cli.core" in imported
+    assert not imported & {"flywheel_sync.cli.sync", "flywheel_sync.cli.grafana", "flywheel_sync.cli.demo",
+                           "flywheel_sync.mirror.validation"}
+
+
+def test_the_group_loads_each_command_from_the_module_that_defines_it():
+    defined = {command.name: module.__name__.rpartition(".")[2]
+               for module in (core, sync, grafana, demo) for command in module.COMMANDS}
+    assert defined == COMMAND_MODULES
 
 
 def test_the_program_leaves_the_objects_of_its_imports_to_the_operating_system_at_exit():
