@@ -1,7 +1,8 @@
 """Issue 13: the command line starts fast because each command imports only the libraries it uses.
 
-Checked by what is imported, not by the clock: `python -X importtime` lists every module a run
-imported, whatever the machine's load. bench/startup.py measures the time.
+Checked by what is imported and what runs (the queries before a refresh, the collector at exit), not
+by the clock: `python -X importtime` lists every module a run imported, whatever the machine's load.
+bench/startup.py measures the time.
 """
 
 from __future__ import annotations
@@ -11,7 +12,11 @@ import subprocess
 import sys
 from importlib import metadata
 
+import psycopg
+
 from flywheel_sync.cli import COMMAND_MODULES, core, demo, grafana, sync
+from flywheel_sync.database import pg
+from flywheel_sync.database import refresh as refreshing
 from flywheel_sync.local import generate
 
 # The libraries that cost start-up time, by their top-level package.
@@ -57,6 +62,23 @@ def test_the_group_loads_each_command_from_the_module_that_defines_it():
     defined = {command.name: module.__name__.rpartition(".")[2]
                for module in (core, sync, grafana, demo) for command in module.COMMANDS}
     assert defined == COMMAND_MODULES
+
+
+class RecordingConnection(psycopg.Connection):
+    """A connection that keeps the text of each statement it executes."""
+
+    statements: list[str]
+
+    def execute(self, query, params=None, **options):
+        self.statements.append(str(query))
+        return super().execute(query, params, **options)
+
+
+def test_the_checks_before_a_refresh_are_one_round_trip(database_url):
+    with RecordingConnection.connect(**pg.connection_parameters(database_url)) as connection:
+        connection.statements = []
+        refreshing.refresh_on(connection, database_url)
+    assert connection.statements[:2] == [refreshing.CHECKS, "set local statement_timeout = 0"]
 
 
 def test_the_program_leaves_the_objects_of_its_imports_to_the_operating_system_at_exit():
