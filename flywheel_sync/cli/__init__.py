@@ -99,7 +99,7 @@ def main(prog_name: str | None = None) -> None:
         cli(prog_name=prog_name)
     finally:
         # The process is ending: Python's exit would still run full garbage collections over every
-        # object the imports made (psycopg's, click's), 50-60 ms of a refresh, to free memory the
+        # object the imports made (psycopg's, click's), 30-60 ms of a refresh, to free memory the
         # operating system frees anyway. Frozen, they are left to it. Here, not in `cli`, which the
         # tests invoke in their own process.
         gc.freeze()
