@@ -1,3 +1,3 @@
-from flywheel_sync.cli import cli
+from flywheel_sync.cli import main
 
-cli(prog_name="flywheel-sync")
+main(prog_name="flywheel-sync")

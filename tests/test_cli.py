@@ -98,11 +98,17 @@ def test_python_dash_m_runs_the_cli():
 
 
 def test_every_command_has_help_with_an_example():
-    for command in cli.commands.values():
-        if isinstance(command, click.Group) and command.name == "embedded":
+    context = click.Context(cli)
+    for name in cli.list_commands(context):
+        if isinstance(cli.get_command(context, name), click.Group) and name == "embedded":
             continue
-        result = run(command.name, "--help")
-        assert result.exit_code == 0 and "Example:" in result.output, command.name
+        result = run(name, "--help")
+        assert result.exit_code == 0 and "Example:" in result.output, name
+
+
+def test_a_mistyped_command_is_refused_with_the_command_meant():
+    result = run("refrsh")
+    assert result.exit_code == 2 and "No such command 'refrsh'. Did you mean 'refresh'?" in result.output
 
 
 def test_database_error_no_command_expected_is_one_line_with_its_sqlstate_and_the_grant_to_run(database_url):

@@ -14,6 +14,7 @@ from flywheel_sync.database import db, migrate, releases
 from flywheel_sync.database.refresh import refresh as refresh_from_python
 from flywheel_sync.errors import RefreshBusy, RefreshFailed
 from flywheel_sync.paths import SQL_DIR
+from flywheel_sync.urls import mask
 from tests.cli import error_line, run
 from tests.platform import (
     AS_OF, DAY, MINUTE, TAIPEI_MIDNIGHT, add_execution, add_executions, add_incident, add_knowledge_entry, refresh,
@@ -321,6 +322,13 @@ def test_cli_refresh_on_an_older_schema_says_to_migrate(engine, database_url):
     assert result.exit_code == 1
     assert error_line(result) == ("Error: schema flywheel is older than this flywheel-sync (it has no "
                                   "flywheel.wait_for_refresh_lock(boolean)): run `flywheel-sync migrate`")
+
+
+def test_cli_refresh_without_schema_flywheel_says_to_migrate_first(empty_database_url):
+    result = run("refresh", database_url=empty_database_url)
+    assert result.exit_code == 1
+    assert error_line(result) == (f"Error: schema flywheel does not exist in {mask(empty_database_url)}: "
+                                  "run `flywheel-sync migrate` first")
 
 
 def test_cli_refresh_says_how_many_source_rows_it_skipped_and_why(engine, database_url):

@@ -16,17 +16,17 @@ commands themselves (a test fails when this page and `--help` differ); do not ed
 """
 
 
-def _help(command: click.Command, path: list[str]) -> str:
-    context = click.Context(command, info_name=" ".join(path), terminal_width=100, max_content_width=100,
-                            help_option_names=["-h", "--help"])
-    return command.get_help(context)
+def _context(command: click.Command, path: list[str]) -> click.Context:
+    return click.Context(command, info_name=" ".join(path), terminal_width=100, max_content_width=100,
+                         help_option_names=["-h", "--help"])
 
 
 def _sections(command: click.Command, path: list[str]) -> list[str]:
-    sections = [f"## `{' '.join(path)}`\n\n```text\n{_help(command, path)}\n```\n"]
+    context = _context(command, path)
+    sections = [f"## `{' '.join(path)}`\n\n```text\n{command.get_help(context)}\n```\n"]
     if isinstance(command, click.Group):
-        for name in sorted(command.commands):
-            sections.extend(_sections(command.commands[name], [*path, name]))
+        for name in command.list_commands(context):  # the commands of a group that loads them when asked
+            sections.extend(_sections(command.get_command(context, name), [*path, name]))
     return sections
 
 

@@ -144,7 +144,11 @@ def describe(error: psycopg.Error) -> str:
 def require_schema(connection: psycopg.Connection, url) -> None:
     """Raise NotMigrated unless schema flywheel exists here (``url`` is what the message shows, masked)."""
     if not connection.execute("select to_regnamespace('flywheel') is not null").fetchone()[0]:
-        raise NotMigrated(f"schema flywheel does not exist in {mask(url)}: run `flywheel-sync migrate` first")
+        raise schema_missing(url)
+
+
+def schema_missing(url) -> NotMigrated:
+    return NotMigrated(f"schema flywheel does not exist in {mask(url)}: run `flywheel-sync migrate` first")
 
 
 def require_primary(connection: psycopg.Connection) -> None:
@@ -153,4 +157,8 @@ def require_primary(connection: psycopg.Connection) -> None:
     Every read (the views, the JSON and Prometheus functions, the Grafana panels) works on a standby.
     """
     if connection.execute("select pg_is_in_recovery()").fetchone()[0]:
-        raise ReadOnlyStandby("read-only standby: run this on the primary")
+        raise on_standby()
+
+
+def on_standby() -> ReadOnlyStandby:
+    return ReadOnlyStandby("read-only standby: run this on the primary")

@@ -79,16 +79,14 @@ def refresh_on(connection: psycopg.Connection, url: str | None, as_of: datetime 
 
     The worker refreshes every few seconds on one connection: a new one each time cost a login
     (SCRAM's key derivation on both sides) and a backend start per refresh. ``check_schema=False``
-    skips the checks for a primary and a current schema (five queries), for a caller that checked
-    them at its first refresh: a schema downgraded since still fails in one line (NotMigrated), a
-    standby with SQLSTATE 25006 (RefreshFailed). ``url`` only names the database in errors.
+    skips the checks for a primary and a current schema (one query), for a caller that checked them at
+    its first refresh: a schema downgraded since still fails in one line (NotMigrated), a standby
+    with SQLSTATE 25006 (RefreshFailed). ``url`` only names the database in errors.
     """
     try:
         with pg.one_line_failures(url):
             if check_schema:
-                pg.require_primary(connection)
-                require_current_schema(connection, url)
-                connection.commit()
+                require_refreshable(connection, url)
             # Wait for a running refresh before the snapshot, then commit at once (releasing its row
             # lock): a refresh that waited for another reads what that one wrote (REPEATABLE READ
             # fixes the snapshot at the first statement). Only lock_timeout (refresh_lock_wait)
@@ -120,16 +118,29 @@ CALLED = ("flywheel.wait_for_refresh_lock(boolean)", "flywheel.refresh(timestamp
           "flywheel.setting_milliseconds(text)", "flywheel.setting(text)", "flywheel.iso8601(timestamptz, text)")
 
 
-def require_current_schema(connection: psycopg.Connection, url: str) -> None:
-    """Raise NotMigrated unless schema flywheel has the functions this flywheel-sync calls.
+# The checks of require_refreshable, in one round trip: a standby, schema flywheel, and the first
+# function of CALLED the schema lacks (NULL: none). to_regprocedure is NULL, not an error, without the schema.
+CHECKS = """
+select pg_is_in_recovery(), to_regnamespace('flywheel') is not null,
+       (select signature from unnest(%s::text[]) with ordinality as called(signature, position)
+        where to_regprocedure(signature) is null order by position limit 1)
+"""
+
+
+def require_refreshable(connection: psycopg.Connection, url: str) -> None:
+    """Raise ReadOnlyStandby on a standby, NotMigrated unless schema flywheel has the functions this
+    flywheel-sync calls.
 
     Read from the catalog, which any login may read (flywheel.alembic_version is not granted to the
-    flywheel roles)."""
-    pg.require_schema(connection, url)
-    for signature in CALLED:
-        if connection.execute("select to_regprocedure(%s) is null", (signature,)).fetchone()[0]:
-            raise NotMigrated(f"schema flywheel is older than this flywheel-sync (it has no {signature}): "
-                              "run `flywheel-sync migrate`")
+    flywheel roles), in one round trip: `flywheel-sync refresh` checks at every run."""
+    standby, has_schema, missing = connection.execute(CHECKS, (list(CALLED),)).fetchone()
+    if standby:
+        raise pg.on_standby()
+    if not has_schema:
+        raise pg.schema_missing(url)
+    if missing:
+        raise NotMigrated(f"schema flywheel is older than this flywheel-sync (it has no {missing}): "
+                          "run `flywheel-sync migrate`")
 
 
 def _refresh_in_one_snapshot(connection: psycopg.Connection, as_of: datetime | None,
