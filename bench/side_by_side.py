@@ -9,8 +9,9 @@ code (so its schema is its release's) in its own bench/.cache, on the same kind 
     git worktree add /tmp/before 341a444 && make -C /tmp/before setup
     .venv/bin/python bench/side_by_side.py --before /tmp/before --scale S --postgres debian15
 
-A round is, for each checkout in turn (in the other order every other round): a minute of change (bench/measures.py) and a routine refresh;
-every --full-every rounds, a full refresh; then each read once (the JSON and Prometheus functions,
+Both sides' flywheel tables are vacuumed first. A round is, for each checkout in turn (in the other
+order every other round): a minute of change (bench/measures.py) and a routine refresh; every
+--full-every rounds, a full refresh; then each read once (the JSON and Prometheus functions,
 the summary view, and every dashboard panel as Grafana sends it over 7 days, each checkout with its
 own panels), then each read again (", again": a session's first read after a refresh pays for what
 the refresh invalidated). Times are wall clock at the client, medians over the rounds; the ratio is
