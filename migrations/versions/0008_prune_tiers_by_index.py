@@ -1,9 +1,11 @@
 """The history tiers pruned by a range of their primary key (flywheel.record_history).
 
-Release 0008 changes one object: flywheel.record_history() prunes each tier by its own delete, a range
-of the primary key (bucket_width, bucket_start), where one delete joined with flywheel.history_tiers()
-was planned as a merge join that read every bucket kept at every refresh (37,000 buckets at the
-default retentions: 12 ms of a 35 ms routine refresh at S). No table changes.
+Release 0008: flywheel.record_history() prunes each tier by its own delete, a range of the primary
+key (bucket_width, bucket_start), where one delete joined with flywheel.history_tiers() was planned as
+a merge join that read every bucket kept at every refresh (37,000 buckets at the default retentions:
+12 ms of a 35 ms routine refresh at S). The full steps (refresh_incidents_full and the executions'
+and knowledge entries') pass the data's range of created_at to the rollups' definitions as it is,
+which keep it within decades of now themselves. No table changes.
 
 Revision ID: 0008
 Revises: 0007

@@ -32,8 +32,7 @@ begin
     execute format('create temp table fresh_execution_groups on commit drop as'
                    ' select * from flywheel.executions_from_source(%L, %L, %L, %L, %L, %L)',
                    run.source_schema, run.zone, recent_executions_from, run.executions_reason,
-                   greatest(days_from, run.metrics_now - interval '30 years'),
-                   least(days_to, run.metrics_now + interval '1 year'));
+                   days_from, days_to);
     if exists (select from pg_temp.fresh_execution_groups where day = '-infinity') then
         unusable := flywheel.unusable_rows(run.source_schema, 'auto_repair_executions', run.executions_reason, null);
     end if;

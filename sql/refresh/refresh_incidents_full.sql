@@ -11,7 +11,8 @@
 -- (measured faster than one statement that also compares and writes the rollup), so it may run in
 -- parallel workers. Every row is read once: an unusable one lands in day -infinity, and only when that
 -- day holds any are they counted by reason (a second pass to count them cost 1.1-1.5 s a table at M).
--- The data's range of created_at, read through the index when there is one, bounds the day offsets.
+-- The data's range of created_at, read through the index when there is one, bounds the day offsets
+-- (the definition keeps them within decades of now, as it does for a DBA's call without a range).
 --
 -- When changing this, also change: flywheel.refresh_incidents_incremental, docs/refresh.md.
 --
@@ -37,8 +38,7 @@ begin
     execute format('create temp table fresh_incidents on commit drop as'
                    ' select * from flywheel.daily_incidents_from_source(%L, %L, %L, %L, %L)',
                    run.source_schema, run.zone, run.incidents_reason,
-                   greatest(days_from, run.metrics_now - interval '30 years'),
-                   least(days_to, run.metrics_now + interval '1 year'));
+                   days_from, days_to);
     if exists (select from pg_temp.fresh_incidents where day = '-infinity') then
         unusable := flywheel.unusable_rows(run.source_schema, 'incidents', run.incidents_reason, null);
     end if;

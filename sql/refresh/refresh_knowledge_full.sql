@@ -29,8 +29,7 @@ begin
     execute format('create temp table fresh_knowledge on commit drop as'
                    ' select * from flywheel.daily_knowledge_from_source(%L, %L, %L, %L, %L)',
                    run.source_schema, run.zone, run.knowledge_reason,
-                   greatest(days_from, run.metrics_now - interval '30 years'),
-                   least(days_to, run.metrics_now + interval '1 year'));
+                   days_from, days_to);
     if exists (select from pg_temp.fresh_knowledge where day = '-infinity') then
         unusable := flywheel.unusable_rows(run.source_schema, 'knowledge_entries', run.knowledge_reason, null);
     end if;
